@@ -1,0 +1,144 @@
+"""Training and export, independent of TFX.
+
+``run_fn`` (components/trainer.py) maps TFX's ``fn_args`` onto these functions; tests and the
+bare-training benchmark call them directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import tensorflow as tf
+import tf_keras as keras
+
+from textops import features
+from textops.components import model as model_lib
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 5
+    batch_size: int = 32
+    shuffle_buffer: int = 100_000
+    seed: int = 42
+
+
+def prepare_dataset(
+    dataset: tf.data.Dataset, batch_size: int, *, shuffle: bool, shuffle_buffer: int = 100_000, seed: int = 42
+) -> tf.data.Dataset:
+    """Batched (features, label) -> cached, optionally shuffled, re-batched and prefetched.
+
+    The parsed examples are cached after the first epoch so later epochs do no I/O or parsing,
+    and prefetching overlaps the input pipeline with the training step.
+    """
+    dataset = dataset.unbatch().cache()
+    if shuffle:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def train(
+    model_config: model_lib.BowConfig,
+    train_dataset: tf.data.Dataset,
+    eval_dataset: Optional[tf.data.Dataset],
+    config: TrainConfig,
+    strategy: Optional[tf.distribute.Strategy] = None,
+    log_dir: Optional[str] = None,
+    verbose: int = 2,
+) -> tuple[keras.Model, dict[str, list[float]]]:
+    """Builds the model under ``strategy`` and fits it; returns the model and its history."""
+    keras.utils.set_random_seed(config.seed)
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        model = model_lib.build_bow_model(model_config)
+    callbacks: list[keras.callbacks.Callback] = []
+    if log_dir:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
+    history = model.fit(
+        train_dataset,
+        validation_data=eval_dataset,
+        epochs=config.epochs,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+
+def _raw_text_input(text: tf.Tensor, spec: Any) -> Any:
+    """Shapes a ``[batch]`` string tensor like the raw feature the TFT graph was traced with."""
+    if isinstance(spec, tf.io.VarLenFeature):
+        n = tf.shape(text, out_type=tf.int64)[0]
+        indices = tf.stack([tf.range(n), tf.zeros([n], tf.int64)], axis=1)
+        return tf.SparseTensor(indices=indices, values=text, dense_shape=tf.stack([n, 1]))
+    if isinstance(spec, tf.io.FixedLenFeature):
+        return tf.reshape(text, [-1, *spec.shape])
+    raise TypeError(f"unsupported raw text feature spec {spec!r}")
+
+
+def export_serving_model(
+    model: keras.Model,
+    transform_layer: keras.layers.Layer,
+    raw_feature_spec: Mapping[str, Any],
+    text_column: str,
+    class_names: Sequence[str],
+    export_dir: str,
+) -> None:
+    """Writes a SavedModel whose signatures take raw text (and tf.Examples) end to end.
+
+    - ``serving_default``: ``text`` string[batch] -> probabilities, label, classes.
+    - ``serving_tf_example``: serialized tf.Example[batch] -> the same outputs plus ``scores``
+      (TF's classify naming, which TFMA uses to map string labels to class ids).
+    Tokenization (the TFT graph, ``transform_layer``) is part of both, so nothing outside the
+    SavedModel is needed to serve it.
+    """
+    if text_column not in raw_feature_spec:
+        raise ValueError(
+            f"text column {text_column!r} is not a raw feature of the transform graph "
+            f"(features: {sorted(raw_feature_spec)})"
+        )
+    text_spec = raw_feature_spec[text_column]
+    model.tft_layer = transform_layer  # tracked, so the vocabularies become SavedModel assets
+    classes = tf.constant([c for c in class_names], dtype=tf.string)
+
+    def _predict(text: tf.Tensor) -> dict[str, tf.Tensor]:
+        transformed = model.tft_layer({text_column: _raw_text_input(text, text_spec)})
+        probabilities = model({features.TOKENS_KEY: transformed[features.TOKENS_KEY]})
+        batch = tf.shape(probabilities)[0]
+        return {
+            features.OUTPUT_PROBABILITIES: probabilities,
+            features.OUTPUT_LABEL: tf.gather(classes, tf.argmax(probabilities, axis=1)),
+            features.OUTPUT_CLASSES: tf.tile(classes[tf.newaxis, :], [batch, 1]),
+        }
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.SERVING_INPUT)])
+    def serve_text(text):
+        return _predict(text)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_tf_example(examples):
+        parsed = tf.io.parse_example(examples, {text_column: text_spec})
+        text = parsed[text_column]
+        if isinstance(text, tf.SparseTensor):
+            text = tf.sparse.to_dense(text, default_value="")
+        outputs = _predict(tf.reshape(text, [-1]))
+        outputs[features.OUTPUT_SCORES] = outputs[features.OUTPUT_PROBABILITIES]
+        return outputs
+
+    signatures = {
+        features.SERVING_SIGNATURE: serve_text.get_concrete_function(),
+        features.EXAMPLE_SIGNATURE: serve_tf_example.get_concrete_function(),
+    }
+    model.save(export_dir, save_format="tf", signatures=signatures, include_optimizer=False)
+    log.info("exported SavedModel with signatures %s to %s", sorted(signatures), export_dir)
+
+
+def history_summary(history: Mapping[str, Sequence[float]]) -> dict[str, float]:
+    """Last-epoch value of each Keras history series."""
+    return {k: float(v[-1]) for k, v in history.items() if v}
+
+
+ExportFn = Callable[[keras.Model, str], None]

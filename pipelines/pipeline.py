@@ -1,0 +1,159 @@
+"""The one pipeline factory. Runners decide only *where* it runs.
+
+``create_pipeline`` builds the TFX pipeline from typed settings and explicit locations; it reads
+no environment. The local runner (``pipelines/local_runner.py``) and the Kubeflow compiler run
+the very same object, so a local run is the cluster run's dress rehearsal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from tfx import v1 as tfx
+from tfx.orchestration import pipeline as tfx_pipeline
+from tfx.proto import example_gen_pb2
+
+from textops import model_repository
+from textops.components import evaluator as evaluator_lib
+from textops.components import preprocessing, pusher as pusher_lib, trainer as trainer_lib, validation
+from textops.data import DataSource
+from textops.settings import Settings
+
+PREPROCESSING_FN = f"{preprocessing.__name__}.preprocessing_fn"
+RUN_FN = f"{trainer_lib.__name__}.run_fn"
+
+# Node ids, in execution order (also the order progress is reported in).
+COMPONENT_ORDER = (
+    "CsvExampleGen",
+    "ImportExampleGen",
+    "StatisticsGen",
+    "SchemaGen",
+    "ImportSchemaGen",
+    "ExampleValidator",
+    "Transform",
+    "Trainer",
+    "Evaluator",
+    "Pusher",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Locations:
+    """Where a run reads and writes; chosen by the runner, not by the settings."""
+
+    pipeline_root: str
+    model_repository: str
+    metadata_connection_config: Optional[object] = None  # None: the orchestrator's own store
+    beam_pipeline_args: tuple[str, ...] = ()
+    # Identifies the model in service at launch (the Evaluator's cache key); see evaluator.py.
+    baseline_hint: Optional[str] = None
+
+
+def _example_gen(source: DataSource, settings: Settings):
+    if source.has_given_split:
+        input_config = example_gen_pb2.Input(
+            splits=[
+                example_gen_pb2.Input.Split(name="train", pattern=source.train_pattern),
+                example_gen_pb2.Input.Split(name="eval", pattern=source.eval_pattern),
+            ]
+        )
+        output_config = None
+    else:
+        input_config = example_gen_pb2.Input(
+            splits=[example_gen_pb2.Input.Split(name="single_split", pattern=source.single_pattern)]
+        )
+        output_config = example_gen_pb2.Output(
+            split_config=example_gen_pb2.SplitConfig(
+                splits=[
+                    example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=settings.data.train_buckets),
+                    example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=settings.data.eval_buckets),
+                ]
+            )
+        )
+    cls = tfx.components.CsvExampleGen if source.format == "csv" else tfx.components.ImportExampleGen
+    return cls(input_base=source.input_base, input_config=input_config, output_config=output_config)
+
+
+def create_pipeline(settings: Settings, source: DataSource, locations: Locations) -> tfx_pipeline.Pipeline:
+    data = settings.data
+    example_gen = _example_gen(source, settings)
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    if settings.schema_.schema_file is not None:
+        schema_gen = tfx.components.ImportSchemaGen(schema_file=str(settings.schema_.schema_file))
+    else:
+        schema_gen = validation.SchemaGen(
+            statistics=statistics_gen.outputs["statistics"],
+            text_column=data.text_column,
+            label_column=data.label_column,
+        )
+    example_validator = validation.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"],
+        schema=schema_gen.outputs["schema"],
+        text_column=data.text_column,
+        label_column=data.label_column,
+        fail_on_anomalies=settings.schema_.fail_on_anomalies,
+    )
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        preprocessing_fn=PREPROCESSING_FN,
+        custom_config=preprocessing.TransformConfig(
+            text_column=data.text_column,
+            label_column=data.label_column,
+            ngram_max=settings.transform.ngram_max,
+            max_tokens=settings.transform.max_tokens,
+            vocab_size=settings.transform.vocab_size,
+            min_count=settings.transform.min_count,
+            oov_buckets=settings.transform.oov_buckets,
+        ).to_custom_config(),
+    )
+    # The gate must pass before anything is transformed or trained.
+    transform.add_upstream_node(example_validator)
+
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        custom_config=trainer_lib.TrainerConfig(
+            text_column=data.text_column,
+            oov_buckets=settings.transform.oov_buckets,
+            embedding_dim=settings.model.embedding_dim,
+            dropout=settings.model.dropout,
+            learning_rate=settings.training.learning_rate,
+            epochs=settings.training.epochs,
+            batch_size=settings.training.batch_size,
+            shuffle_buffer=settings.training.shuffle_buffer,
+            seed=settings.training.seed,
+            strategy=settings.training.strategy,
+        ).to_custom_config(),
+    )
+    model_base = model_repository.model_dir(locations.model_repository, settings.push.model_name)
+    evaluator = evaluator_lib.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        eval_config=evaluator_lib.build_eval_config(
+            label_column=data.label_column,
+            thresholds=settings.evaluation.thresholds.gated(),
+            change_tolerance=settings.evaluation.change_tolerance,
+            positive_label=settings.evaluation.positive_label,
+        ),
+        baseline_model_dir=model_base,
+        baseline_hint=locations.baseline_hint,
+    )
+    pusher = pusher_lib.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=model_base)
+        ),
+    )
+    return tfx.dsl.Pipeline(
+        pipeline_name=settings.pipeline.name,
+        pipeline_root=locations.pipeline_root,
+        components=[example_gen, statistics_gen, schema_gen, example_validator, transform, trainer, evaluator, pusher],
+        enable_cache=settings.pipeline.enable_cache,
+        metadata_connection_config=locations.metadata_connection_config,
+        beam_pipeline_args=list(locations.beam_pipeline_args),
+    )

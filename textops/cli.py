@@ -1,0 +1,162 @@
+"""The ``textops`` command line.
+
+Settings are loaded once here (``--config`` YAML + ``--set key=value`` overrides) and passed
+down; exit codes are documented in ``textops.errors.ExitCode``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from textops.errors import ExitCode, TextOpsError
+from textops.settings import Settings, SettingsError, dump_yaml, load_settings
+
+_EXIT_CODES_HELP = (
+    "Exit codes: 0 blessed and pushed; 1 failed; 2 bad usage or settings; "
+    "3 data rejected before training; 4 trained but not blessed (nothing pushed)."
+)
+
+
+def _quiet_third_party(log_file: Optional[Path], verbose: bool) -> None:
+    """Full logs go to ``log_file``; the console shows progress, results and errors only."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(tensorflow|tfx|apache_beam|tensorflow_.*)")
+    logging.captureWarnings(True)
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.setLevel(logging.INFO)
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.INFO if verbose else logging.ERROR)
+    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(console)
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+        handler.setLevel(logging.INFO)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    try:
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.INFO)
+        absl_handler = absl_logging.get_absl_handler()
+        root.removeHandler(absl_handler)
+        # absl must not print to stderr itself (it would bypass the console filter).
+        absl_logging.use_python_logging(quiet=True)
+    except ImportError:
+        pass
+
+
+def _load(config: Optional[Path], overrides: tuple[str, ...]) -> Settings:
+    try:
+        return load_settings(config, list(overrides))
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _echo(line: str) -> None:
+    click.echo(f"{time.strftime('%H:%M:%S')} {line}", err=False)
+
+
+config_option = click.option(
+    "--config", "config", type=click.Path(path_type=Path, dir_okay=False), help="YAML settings file."
+)
+set_option = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override one setting, e.g. --set training.epochs=3 (repeatable; values are YAML).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="textops")
+def main() -> None:
+    """TextOps: train, gate, push, serve and monitor a text classifier with TFX."""
+
+
+def _run_pipeline(settings: Settings, data: str, output: Path, verbose: bool) -> int:
+    log_file = Path(output).absolute() / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    _quiet_third_party(log_file, verbose)  # before TensorFlow is imported: it configures its logger then
+    from textops.pipelines.local_runner import RunPaths, run_local
+    from textops.summary import render_text
+
+    paths = RunPaths.for_output(output, settings)
+    _echo(f"output: {paths.output}  (full log: {log_file})")
+    try:
+        summary = run_local(settings, data, output, progress=_echo)
+    except TextOpsError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return int(exc.exit_code)
+    click.echo(render_text(summary))
+    click.echo(f"\nsummary: {paths.summary}")
+    if summary["status"] == "failed":
+        click.echo(f"error: {summary['error']}\n(traceback in {log_file})", err=True)
+    return int(summary["exit_code"])
+
+
+@main.command()
+@click.option("--data", required=True, help="CSV/TFRecord file or directory (train.csv + test.csv, or files to split).")
+@click.option(
+    "--output", required=True, type=click.Path(path_type=Path, file_okay=False), help="Run directory (reused = same history)."
+)
+@config_option
+@set_option
+@click.option("--verbose", is_flag=True, help="Show TFX/Beam/TensorFlow logs on the console.")
+def run(data: str, output: Path, config: Optional[Path], overrides: tuple[str, ...], verbose: bool) -> None:
+    """Run the whole local pipeline: ExampleGen to Pusher.
+
+    Everything the run makes lands under --output: pipeline_root/, metadata.sqlite,
+    model_repository/ (unless push.model_repository is set), run_summary.json and logs/.
+    """
+    settings = _load(config, overrides)
+    sys.exit(_run_pipeline(settings, data, output, verbose))
+
+
+run.help = (run.help or "") + "\n\n" + _EXIT_CODES_HELP
+
+
+@main.command()
+@click.option(
+    "--output",
+    default="runs/demo",
+    show_default=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Run directory; the generated data goes to <output>/demo_data.",
+)
+@config_option
+@set_option
+@click.option("--rows", default=2400, show_default=True, help="Training rows to generate (test: a quarter).")
+@click.option("--verbose", is_flag=True, help="Show TFX/Beam/TensorFlow logs on the console.")
+def demo(output: Path, config: Optional[Path], overrides: tuple[str, ...], rows: int, verbose: bool) -> None:
+    """Generate the demo dataset and run the whole pipeline on it."""
+    from textops.demo import generate
+
+    settings = _load(config, overrides)
+    data_dir = generate(output / "demo_data", train_rows=rows, test_rows=max(rows // 4, 50))
+    _echo(f"demo data: {data_dir} (train.csv, test.csv)")
+    sys.exit(_run_pipeline(settings, str(data_dir), output, verbose))
+
+
+@main.command("config")
+@config_option
+@set_option
+def config_cmd(config: Optional[Path], overrides: tuple[str, ...]) -> None:
+    """Validate settings and print them in full (defaults filled in) as YAML."""
+    click.echo(dump_yaml(_load(config, overrides)), nl=False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,192 @@
+"""Finding the input data and checking it before a pipeline starts.
+
+``--data`` may be:
+- a directory with ``train.csv`` and ``test.csv`` (or ``eval.csv`` / ``validation.csv``):
+  the given split is kept;
+- a directory of other ``*.csv`` files, or a single CSV file: split by hash buckets;
+- the same with TFRecord files of tf.Example (``*.tfrecord``, ``*.tfrecord.gz``).
+
+The preflight reads local files once (non-empty, UTF-8, a header with the configured columns,
+at least one row) so obvious mistakes fail in a second with the file and line, instead of minutes
+into a pipeline. The ExampleValidator gate checks the same contract inside the pipeline, where
+data may be remote (gs://, s3://) and no preflight ran.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import os
+from dataclasses import dataclass, field
+from typing import Optional
+
+from textops.errors import DataValidationError
+from textops.settings import DataSettings
+
+TRAIN_NAMES = ("train",)
+EVAL_NAMES = ("test", "eval", "validation", "valid", "dev")
+CSV_SUFFIXES = (".csv",)
+TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrecord.gz", ".tfrecords.gz", ".gz")
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """What ExampleGen reads: a base directory, a format, and split patterns (or hash split)."""
+
+    input_base: str
+    format: str  # "csv" | "tfrecord"
+    train_pattern: Optional[str] = None  # given split, relative to input_base
+    eval_pattern: Optional[str] = None
+    single_pattern: Optional[str] = None  # hash-split input, relative to input_base
+    files: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def has_given_split(self) -> bool:
+        return self.train_pattern is not None
+
+
+def _is_remote(path: str) -> bool:
+    return "://" in path
+
+
+def _format_of(name: str) -> Optional[str]:
+    lower = name.lower()
+    if lower.endswith(CSV_SUFFIXES):
+        return "csv"
+    if lower.endswith(TFRECORD_SUFFIXES):
+        return "tfrecord"
+    return None
+
+
+def _stem(name: str) -> str:
+    base = os.path.basename(name).lower()
+    for suffix in (".tfrecords.gz", ".tfrecord.gz", ".tfrecords", ".tfrecord", ".csv", ".gz"):
+        if base.endswith(suffix):
+            return base[: -len(suffix)]
+    return base
+
+
+def discover(path: str, settings: DataSettings) -> DataSource:
+    """Resolves ``--data`` into a DataSource, or raises DataValidationError saying why not."""
+    if _is_remote(path):
+        import tensorflow as tf  # only for remote listings
+
+        exists, isdir = tf.io.gfile.exists(path), tf.io.gfile.isdir(path)
+        entries = [e.rstrip("/") for e in tf.io.gfile.listdir(path)] if isdir else []
+    else:
+        path = os.path.abspath(path)
+        exists, isdir = os.path.exists(path), os.path.isdir(path)
+        entries = sorted(os.listdir(path)) if isdir else []
+    if not exists:
+        raise DataValidationError([f"{path} does not exist"], where="reading --data")
+    if not isdir:
+        fmt = settings.format if settings.format != "auto" else _format_of(path)
+        if fmt is None:
+            raise DataValidationError(
+                [f"{path}: cannot tell the format from the name; use .csv or .tfrecord[.gz], or set data.format"],
+                where="reading --data",
+            )
+        return DataSource(
+            input_base=os.path.dirname(path) if not _is_remote(path) else path.rsplit("/", 1)[0],
+            format=fmt,
+            single_pattern=os.path.basename(path),
+            files=(path,),
+        )
+    files = [e for e in entries if not e.startswith(".") and _format_of(e)]
+    if settings.format != "auto":
+        files = [e for e in files if _format_of(e) == settings.format]
+    formats = {_format_of(e) for e in files}
+    if not files:
+        raise DataValidationError(
+            [f"{path} holds no .csv or .tfrecord[.gz] files (found: {', '.join(entries[:10]) or 'nothing'})"],
+            where="reading --data",
+        )
+    if len(formats) > 1:
+        raise DataValidationError(
+            [f"{path} mixes CSV and TFRecord files; keep one format per directory or set data.format"],
+            where="reading --data",
+        )
+    fmt = formats.pop()
+    join = (lambda d, n: f"{d.rstrip('/')}/{n}") if _is_remote(path) else os.path.join
+    train = [e for e in files if _stem(e) in TRAIN_NAMES]
+    evals = [e for e in files if _stem(e) in EVAL_NAMES]
+    if train and evals:
+        if len(evals) > 1:
+            raise DataValidationError(
+                [f"{path} has several evaluation files ({', '.join(evals)}); keep one of {', '.join(EVAL_NAMES)}"],
+                where="reading --data",
+            )
+        return DataSource(
+            input_base=path,
+            format=fmt,
+            train_pattern=train[0],
+            eval_pattern=evals[0],
+            files=(join(path, train[0]), join(path, evals[0])),
+        )
+    suffix = os.path.splitext(files[0])[1] if fmt == "csv" else None
+    pattern = f"*{suffix}" if suffix else ("*.tfrecord*" if all("tfrecord" in f for f in files) else "*")
+    return DataSource(input_base=path, format=fmt, single_pattern=pattern, files=tuple(join(path, f) for f in files))
+
+
+def _check_csv(path: str, settings: DataSettings) -> list[str]:
+    with open(path, "rb") as f:
+        raw = f.read()
+    if not raw.strip():
+        return [f"{path} is empty; it needs a header ({settings.text_column},{settings.label_column}) and rows"]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        return [
+            f"{path} is not UTF-8: byte 0x{raw[exc.start]:02x} at line {line} (offset {exc.start}); "
+            "re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ]
+    if text.startswith("\ufeff"):
+        return [f"{path} starts with a UTF-8 byte-order mark, which breaks the header; save it without BOM"]
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = next(reader)
+    except (StopIteration, csv.Error) as exc:
+        return [f"{path}: cannot read a CSV header: {exc}"]
+    problems = []
+    missing = [c for c in (settings.text_column, settings.label_column) if c not in header]
+    if missing:
+        problems.append(
+            f"{path}: column(s) {', '.join(repr(m) for m in missing)} not in the header {header}; "
+            "set data.text_column / data.label_column to the right names"
+        )
+    try:
+        first = next(reader, None)
+    except csv.Error as exc:
+        problems.append(f"{path}: malformed CSV after the header: {exc}")
+        return problems
+    if first is None:
+        problems.append(f"{path} has a header but no rows")
+    return problems
+
+
+def _check_tfrecord(path: str) -> list[str]:
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(12)
+    except OSError as exc:
+        return [f"{path}: cannot read it: {exc}"]
+    if len(head) < 12:
+        return [f"{path} is empty or truncated; it needs tf.Example records"]
+    return []
+
+
+def preflight(source: DataSource, settings: DataSettings) -> None:
+    """Checks local files; remote data is left to the in-pipeline gate."""
+    problems: list[str] = []
+    for path in source.files:
+        if _is_remote(path):
+            continue
+        if source.format == "csv":
+            problems.extend(_check_csv(path, settings))
+        else:
+            problems.extend(_check_tfrecord(path))
+    if problems:
+        raise DataValidationError(problems, where="input check")

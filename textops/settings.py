@@ -1,0 +1,215 @@
+"""Typed settings: loaded once at the entry point (YAML file + CLI overrides) and passed down.
+
+Nothing here reads the environment. Unknown keys are errors, so a typo in a config file cannot
+silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from textops import features
+
+
+class SettingsError(ValueError):
+    """A configuration file or override is invalid; the message says where and why."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataSettings(_Section):
+    text_column: str = Field(features.DEFAULT_TEXT_COLUMN, min_length=1)
+    label_column: str = Field(features.DEFAULT_LABEL_COLUMN, min_length=1)
+    format: Literal["auto", "csv", "tfrecord"] = "auto"
+    # Used when the input has no separate train/eval files: examples are assigned to splits by
+    # a hash of their content, so the split is stable across runs and machines.
+    train_buckets: int = Field(9, ge=1)
+    eval_buckets: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _distinct_columns(self) -> "DataSettings":
+        if self.text_column == self.label_column:
+            raise ValueError("text_column and label_column must name different columns")
+        return self
+
+
+class SchemaSettings(_Section):
+    # A curated schema (schema.pbtxt) replaces inference by SchemaGen when set.
+    schema_file: Optional[Path] = None
+    # Stop the run before Transform/Trainer when the data violates the schema or the contract.
+    fail_on_anomalies: bool = True
+
+
+class TransformSettings(_Section):
+    ngram_max: int = Field(2, ge=1, le=5, description="word n-grams of widths 1..ngram_max")
+    max_tokens: int = Field(400, ge=1, description="tokens kept per text before n-grams")
+    vocab_size: int = Field(200_000, ge=10, description="most frequent n-grams kept")
+    min_count: int = Field(1, ge=1, description="n-grams seen fewer times are out of vocabulary")
+    oov_buckets: int = Field(1_000, ge=1, description="hash buckets for out-of-vocabulary n-grams")
+
+
+class ModelSettings(_Section):
+    kind: Literal["bow"] = "bow"
+    embedding_dim: int = Field(64, ge=2)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+class TrainingSettings(_Section):
+    epochs: int = Field(5, ge=1)
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(0.01, gt=0.0)
+    strategy: Literal["auto", "one_device", "mirrored", "multi_worker"] = "mirrored"
+    seed: int = 42
+    shuffle_buffer: int = Field(100_000, ge=1)
+
+
+class Thresholds(_Section):
+    """Lower bounds on the candidate's metrics. ``null`` leaves a metric ungated."""
+
+    accuracy: Optional[float] = Field(0.5, ge=0.0, le=1.0)
+    precision: Optional[float] = Field(0.5, ge=0.0, le=1.0)
+    recall: Optional[float] = Field(0.5, ge=0.0, le=1.0)
+    f1: Optional[float] = Field(0.5, ge=0.0, le=1.0)
+    auc: Optional[float] = Field(0.7, ge=0.0, le=1.0)
+
+    def gated(self) -> dict[str, float]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class EvaluationSettings(_Section):
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    # Binary tasks report precision/recall/F1/AUC of this class. Unset: the rarer class of the
+    # evaluation labels (the usual positive class of an imbalanced task such as spam).
+    positive_label: Optional[str] = None
+    # The candidate may fall at most this far (absolute) below the model in service on each
+    # gated metric. Skipped on the very first push, when there is no model in service.
+    change_tolerance: Optional[float] = Field(0.01, ge=0.0, le=1.0)
+
+
+class PushSettings(_Section):
+    model_name: str = Field("text_classifier", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    # Default: <output>/model_repository. Local paths and gs:// / s3:// URIs are accepted.
+    model_repository: Optional[str] = None
+
+
+class BeamSettings(_Section):
+    direct_running_mode: Literal["in_memory", "multi_threading", "multi_processing"] = "in_memory"
+    direct_num_workers: int = Field(1, ge=0, description="0: one per CPU")
+    extra_args: list[str] = Field(default_factory=list)
+
+    def pipeline_args(self) -> list[str]:
+        return [
+            f"--direct_running_mode={self.direct_running_mode}",
+            f"--direct_num_workers={self.direct_num_workers}",
+            *self.extra_args,
+        ]
+
+
+class PipelineSettings(_Section):
+    name: str = Field("textops", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+    enable_cache: bool = True
+
+
+class Settings(_Section):
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    data: DataSettings = Field(default_factory=DataSettings)
+    schema_: SchemaSettings = Field(default_factory=SchemaSettings, alias="schema")
+    transform: TransformSettings = Field(default_factory=TransformSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    push: PushSettings = Field(default_factory=PushSettings)
+    beam: BeamSettings = Field(default_factory=BeamSettings)
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+    @field_validator("schema_", mode="before")
+    @classmethod
+    def _none_is_default(cls, v: Any) -> Any:
+        return {} if v is None else v
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid settings ({source}):"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "<root>"
+        got = e.get("input")
+        got_text = "" if isinstance(got, dict) else f" (got {got!r})"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown setting; see `textops config --defaults` for every valid key"
+        lines.append(f"  - {where}: {msg}{got_text}")
+    return "\n".join(lines)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``training.epochs=3`` -> (["training", "epochs"], 3). Values are parsed as YAML."""
+    if "=" not in text:
+        raise SettingsError(f"override {text!r} is not KEY=VALUE (e.g. training.epochs=3)")
+    key, raw = text.split("=", 1)
+    path = [p for p in key.strip().split(".") if p]
+    if not path:
+        raise SettingsError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"override {text!r}: value is not valid YAML: {exc}") from None
+    return path, value
+
+
+def _apply_override(data: dict[str, Any], path: list[str], value: Any) -> None:
+    node = data
+    for part in path[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            raise SettingsError(f"cannot set {'.'.join(path)}: {part} is not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def load_settings(
+    config_file: Optional[Path] = None, overrides: Optional[list[str]] = None
+) -> Settings:
+    """Settings from an optional YAML file, then ``KEY=VALUE`` overrides, then validation."""
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if config_file is not None:
+        source = str(config_file)
+        path = Path(config_file)
+        if not path.is_file():
+            raise SettingsError(f"config file {path} does not exist")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"config file {path} is not valid YAML: {exc}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise SettingsError(
+                f"config file {path} must hold a mapping of sections (pipeline:, data:, ...), "
+                f"not a {type(loaded).__name__}"
+            )
+        data = loaded
+    for item in overrides or []:
+        key_path, value = parse_override(item)
+        _apply_override(data, key_path, value)
+        source = f"{source} + overrides"
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as err:
+        raise SettingsError(_format_validation_error(err, source)) from None
+
+
+def dump_yaml(settings: Settings) -> str:
+    return yaml.safe_dump(settings.to_dict(), sort_keys=False)
