@@ -88,14 +88,10 @@ def run_fn(fn_args) -> None:
         strategy=distribution.make_strategy(config.strategy),
         log_dir=os.path.join(fn_args.model_run_dir, "tensorboard"),
     )
-    training.export_serving_model(
-        model,
-        tft_output.transform_features_layer(),
-        tft_output.raw_feature_spec(),
-        config.text_column,
-        class_names,
-        fn_args.serving_model_dir,
+    tokenizer = training.TftTokenizer(
+        tft_output.transform_features_layer(), tft_output.raw_feature_spec(), config.text_column
     )
+    training.export_serving_model(model, tokenizer, class_names, fn_args.serving_model_dir)
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "history.json"), "w") as f:
         json.dump({"history": history, "classes": class_names, "vocab_size": vocab_size}, f, indent=2)

@@ -79,34 +79,46 @@ def _raw_text_input(text: tf.Tensor, spec: Any) -> Any:
     raise TypeError(f"unsupported raw text feature spec {spec!r}")
 
 
+class TftTokenizer(tf.Module):
+    """Raw text -> n-gram ids through the Transform graph (the pipeline's tokenizer)."""
+
+    def __init__(self, transform_layer: keras.layers.Layer, raw_feature_spec: Mapping[str, Any], text_column: str):
+        super().__init__(name="tft_tokenizer")
+        if text_column not in raw_feature_spec:
+            raise ValueError(
+                f"text column {text_column!r} is not a raw feature of the transform graph "
+                f"(features: {sorted(raw_feature_spec)})"
+            )
+        self.transform_layer = transform_layer  # tracked: its vocabularies become SavedModel assets
+        self.text_column = text_column
+        self.text_spec = raw_feature_spec[text_column]
+
+    def __call__(self, text: tf.Tensor) -> tf.SparseTensor:
+        transformed = self.transform_layer({self.text_column: _raw_text_input(text, self.text_spec)})
+        return transformed[features.TOKENS_KEY]
+
+
 def export_serving_model(
     model: keras.Model,
-    transform_layer: keras.layers.Layer,
-    raw_feature_spec: Mapping[str, Any],
-    text_column: str,
+    tokenizer: Callable[[tf.Tensor], tf.SparseTensor],
     class_names: Sequence[str],
     export_dir: str,
 ) -> None:
     """Writes a SavedModel whose signatures take raw text (and tf.Examples) end to end.
 
     - ``serving_default``: ``text`` string[batch] -> probabilities, label, classes.
-    - ``serving_tf_example``: serialized tf.Example[batch] -> the same outputs plus ``scores``
-      (TF's classify naming, which TFMA uses to map string labels to class ids).
-    Tokenization (the TFT graph, ``transform_layer``) is part of both, so nothing outside the
-    SavedModel is needed to serve it.
+    - ``serving_tf_example``: serialized tf.Example[batch] with the text under ``text`` or the
+      tokenizer's raw column -> the same outputs plus ``scores`` (TF's classify naming, which
+      TFMA uses to map string labels to class ids).
+    ``tokenizer`` (a tf.Module: the Transform graph, or a vocabulary table) is saved with the
+    model, so nothing outside the SavedModel is needed to serve it.
     """
-    if text_column not in raw_feature_spec:
-        raise ValueError(
-            f"text column {text_column!r} is not a raw feature of the transform graph "
-            f"(features: {sorted(raw_feature_spec)})"
-        )
-    text_spec = raw_feature_spec[text_column]
-    model.tft_layer = transform_layer  # tracked, so the vocabularies become SavedModel assets
-    classes = tf.constant([c for c in class_names], dtype=tf.string)
+    model.textops_tokenizer = tokenizer  # tracked, so its assets are saved
+    classes = tf.constant(list(class_names), dtype=tf.string)
+    text_column = getattr(tokenizer, "text_column", features.SERVING_INPUT)
 
     def _predict(text: tf.Tensor) -> dict[str, tf.Tensor]:
-        transformed = model.tft_layer({text_column: _raw_text_input(text, text_spec)})
-        probabilities = model({features.TOKENS_KEY: transformed[features.TOKENS_KEY]})
+        probabilities = model({features.TOKENS_KEY: model.textops_tokenizer(text)})
         batch = tf.shape(probabilities)[0]
         return {
             features.OUTPUT_PROBABILITIES: probabilities,
@@ -120,11 +132,8 @@ def export_serving_model(
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_tf_example(examples):
-        parsed = tf.io.parse_example(examples, {text_column: text_spec})
-        text = parsed[text_column]
-        if isinstance(text, tf.SparseTensor):
-            text = tf.sparse.to_dense(text, default_value="")
-        outputs = _predict(tf.reshape(text, [-1]))
+        parsed = tf.io.parse_example(examples, {text_column: tf.io.FixedLenFeature([], tf.string, default_value="")})
+        outputs = _predict(parsed[text_column])
         outputs[features.OUTPUT_SCORES] = outputs[features.OUTPUT_PROBABILITIES]
         return outputs
 
@@ -140,5 +149,3 @@ def history_summary(history: Mapping[str, Sequence[float]]) -> dict[str, float]:
     """Last-epoch value of each Keras history series."""
     return {k: float(v[-1]) for k, v in history.items() if v}
 
-
-ExportFn = Callable[[keras.Model, str], None]

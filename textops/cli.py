@@ -158,5 +158,10 @@ def config_cmd(config: Optional[Path], overrides: tuple[str, ...]) -> None:
     click.echo(dump_yaml(_load(config, overrides)), nl=False)
 
 
+# --- commands contributed by other parts of the project (one import line each) ---------------
+# BEGIN SUBCOMMANDS
+# END SUBCOMMANDS
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,141 @@
+"""The model without the pipeline: vocabulary, training and export in one process.
+
+Same tokenizer (``components/text.py``), same model and training code as the Trainer, with the
+n-gram vocabulary built in Python instead of by Transform. Used by the benchmark as the
+"bare training" baseline the pipeline is compared with, and by tests that need a real exported
+model in seconds (serving, monitoring) without running TFX.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import tempfile
+from typing import Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from textops.components import model as model_lib
+from textops.components import text as text_ops
+from textops.components import training
+from textops.components.preprocessing import TransformConfig
+
+
+def ngram_lists(texts: Sequence[str], config: TransformConfig) -> tf.RaggedTensor:
+    return text_ops.text_to_ngrams(tf.constant(list(texts), dtype=tf.string), config.ngram_max, config.max_tokens)
+
+
+def build_vocabulary(texts: Sequence[str], config: TransformConfig) -> list[bytes]:
+    """Most frequent n-grams first (ties by value), like ``tft.vocabulary(top_k=...)``."""
+    counts = collections.Counter(ng for row in ngram_lists(texts, config).to_list() for ng in row)
+    ranked = sorted(
+        ((g, c) for g, c in counts.items() if c >= config.min_count), key=lambda gc: (-gc[1], gc[0])
+    )
+    return [g for g, _ in ranked[: config.vocab_size]]
+
+
+def class_order(labels: Sequence[str]) -> list[str]:
+    counts = collections.Counter(labels)
+    return sorted(counts, key=lambda c: (-counts[c], c))
+
+
+class VocabularyTokenizer(tf.Module):
+    """Raw text -> n-gram ids with a vocabulary file and hashed OOV buckets (core ops only)."""
+
+    def __init__(self, vocabulary_file: str, config: TransformConfig):
+        super().__init__(name="vocabulary_tokenizer")
+        self.vocabulary_asset = tf.saved_model.Asset(vocabulary_file)
+        self.table = tf.lookup.StaticVocabularyTable(
+            tf.lookup.TextFileInitializer(
+                self.vocabulary_asset,
+                key_dtype=tf.string,
+                key_index=tf.lookup.TextFileIndex.WHOLE_LINE,
+                value_dtype=tf.int64,
+                value_index=tf.lookup.TextFileIndex.LINE_NUMBER,
+            ),
+            num_oov_buckets=config.oov_buckets,
+        )
+        self.ngram_max = config.ngram_max
+        self.max_tokens = config.max_tokens
+
+    def __call__(self, text: tf.Tensor) -> tf.SparseTensor:
+        grams = text_ops.text_to_ngrams(text, self.ngram_max, self.max_tokens)
+        return grams.with_flat_values(self.table.lookup(grams.flat_values)).to_sparse()
+
+
+@dataclasses.dataclass
+class BareModel:
+    model: object
+    tokenizer: VocabularyTokenizer
+    classes: list[str]
+    history: dict
+    workdir: str
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        ids = self.tokenizer(tf.constant(list(texts)))
+        return self.model({"tokens": ids}).numpy()
+
+    def export(self, export_dir: str) -> str:
+        training.export_serving_model(self.model, self.tokenizer, self.classes, export_dir)
+        return export_dir
+
+
+def _dataset(tokenizer: VocabularyTokenizer, texts, labels, classes) -> tf.data.Dataset:
+    index = {c: i for i, c in enumerate(classes)}
+    ids = tokenizer(tf.constant(list(texts)))
+    y = np.array([index.get(label, -1) for label in labels], dtype=np.int64)
+    return tf.data.Dataset.from_tensor_slices(({"tokens": ids}, y)).batch(1024)
+
+
+def train_bare(
+    texts: Sequence[str],
+    labels: Sequence[str],
+    *,
+    transform: TransformConfig = TransformConfig(),
+    embedding_dim: int = 64,
+    dropout: float = 0.0,
+    learning_rate: float = 0.01,
+    train_config: training.TrainConfig = training.TrainConfig(),
+    eval_texts: Optional[Sequence[str]] = None,
+    eval_labels: Optional[Sequence[str]] = None,
+    strategy: Optional[tf.distribute.Strategy] = None,
+    workdir: Optional[str] = None,
+    verbose: int = 0,
+) -> BareModel:
+    if len(texts) != len(labels):
+        raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
+    workdir = workdir or tempfile.mkdtemp(prefix="textops-bare-")
+    os.makedirs(workdir, exist_ok=True)
+    vocabulary = build_vocabulary(texts, transform)
+    vocab_file = os.path.join(workdir, "token_vocab.txt")
+    with open(vocab_file, "wb") as f:
+        f.write(b"".join(g + b"\n" for g in vocabulary))
+    tokenizer = VocabularyTokenizer(vocab_file, transform)
+    classes = class_order(labels)
+    train_ds = training.prepare_dataset(
+        _dataset(tokenizer, texts, labels, classes),
+        train_config.batch_size,
+        shuffle=True,
+        shuffle_buffer=train_config.shuffle_buffer,
+        seed=train_config.seed,
+    )
+    eval_ds = None
+    if eval_texts is not None and eval_labels is not None:
+        eval_ds = training.prepare_dataset(_dataset(tokenizer, eval_texts, eval_labels, classes), 256, shuffle=False)
+    model, history = training.train(
+        model_lib.BowConfig(
+            vocab_size=len(vocabulary) + transform.oov_buckets,
+            num_classes=len(classes),
+            embedding_dim=embedding_dim,
+            dropout=dropout,
+            learning_rate=learning_rate,
+        ),
+        train_ds,
+        eval_ds,
+        train_config,
+        strategy=strategy,
+        verbose=verbose,
+    )
+    return BareModel(model, tokenizer, classes, history, workdir)
