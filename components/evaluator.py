@@ -70,8 +70,18 @@ def build_eval_config(
         )
     metric_configs.append(tfma.MetricConfig(class_name="PerClass", module=_METRICS_MODULE))
     return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(signature_name=features.EXAMPLE_SIGNATURE, label_key=label_column)],
-        slicing_specs=[tfma.SlicingSpec()],
+        model_specs=[
+            tfma.ModelSpec(
+                signature_name=features.EXAMPLE_SIGNATURE,
+                label_key=label_column,
+                preprocessing_function_names=[features.TRANSFORMED_FEATURES_SIGNATURE],
+            )
+        ],
+        slicing_specs=[
+            tfma.SlicingSpec(),
+            tfma.SlicingSpec(feature_keys=[label_column]),  # per true class
+            tfma.SlicingSpec(feature_keys=[features.TEXT_LENGTH_BUCKET]),  # per text length
+        ],
         metrics_specs=[tfma.MetricsSpec(metrics=metric_configs)],
     )
 

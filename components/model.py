@@ -8,6 +8,7 @@ Transform writes and runs without TFX (tests build it on in-memory tensors).
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional
 
 import tensorflow as tf
 import tf_keras as keras
@@ -112,6 +113,68 @@ class EmbeddingBag(keras.layers.Layer):
         }
 
 
+@keras.utils.register_keras_serializable(package="textops")
+class MacroClassMetric(keras.metrics.Metric):
+    """Streaming macro precision, recall or F1 of the argmax decision (sparse integer labels).
+
+    Averaged over the classes that occur as a label or a prediction, like scikit-learn's
+    ``average="macro"``; the same definition the TFMA gate uses, so training curves and the
+    evaluation agree.
+    """
+
+    def __init__(self, num_classes: int, kind: str = "f1", name: Optional[str] = None, **kwargs):
+        if kind not in ("precision", "recall", "f1"):
+            raise ValueError(f"kind must be precision, recall or f1, got {kind!r}")
+        super().__init__(name=name or kind, **kwargs)
+        self.num_classes = num_classes
+        self.kind = kind
+        self.confusion = self.add_weight(
+            name="confusion", shape=(num_classes, num_classes), initializer="zeros", dtype=tf.float32
+        )
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        labels = tf.cast(tf.reshape(y_true, [-1]), tf.int32)
+        predicted = tf.cast(tf.argmax(y_pred, axis=-1), tf.int32)
+        weights = None if sample_weight is None else tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
+        self.confusion.assign_add(
+            tf.math.confusion_matrix(labels, predicted, num_classes=self.num_classes, weights=weights, dtype=tf.float32)
+        )
+
+    def result(self):
+        tp = tf.linalg.diag_part(self.confusion)
+        predicted = tf.reduce_sum(self.confusion, axis=0)
+        support = tf.reduce_sum(self.confusion, axis=1)
+        precision = tf.math.divide_no_nan(tp, predicted)
+        recall = tf.math.divide_no_nan(tp, support)
+        values = {"precision": precision, "recall": recall, "f1": tf.math.divide_no_nan(2 * precision * recall, precision + recall)}
+        present = tf.cast((predicted + support) > 0, tf.float32)
+        return tf.math.divide_no_nan(tf.reduce_sum(values[self.kind] * present), tf.reduce_sum(present))
+
+    def reset_state(self):
+        self.confusion.assign(tf.zeros_like(self.confusion))
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes, "kind": self.kind}
+
+
+@keras.utils.register_keras_serializable(package="textops")
+class SparseMacroAUC(keras.metrics.AUC):
+    """One-vs-rest ROC AUC averaged over classes, from sparse integer labels."""
+
+    def __init__(self, num_classes: int, name: str = "auc", **kwargs):
+        kwargs.pop("multi_label", None)
+        kwargs.pop("num_labels", None)
+        super().__init__(name=name, multi_label=True, num_labels=num_classes, **kwargs)
+        self.num_classes = num_classes
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        labels = tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), self.num_classes)
+        return super().update_state(labels, y_pred, sample_weight)
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes}
+
+
 def build_bow_model(config: BowConfig) -> keras.Model:
     """Uncompiled-free Keras model: sparse n-gram ids -> class probabilities."""
     ids = keras.Input(shape=(None,), sparse=True, dtype=tf.int64, name=features.TOKENS_KEY)
@@ -125,6 +188,12 @@ def build_bow_model(config: BowConfig) -> keras.Model:
     model.compile(
         optimizer=_OPTIMIZERS[config.optimizer](config.learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        metrics=[
+            keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+            MacroClassMetric(config.num_classes, "precision"),
+            MacroClassMetric(config.num_classes, "recall"),
+            MacroClassMetric(config.num_classes, "f1"),
+            SparseMacroAUC(config.num_classes, num_thresholds=200),
+        ],
     )
     return model

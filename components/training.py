@@ -15,6 +15,7 @@ import tf_keras as keras
 
 from textops import features
 from textops.components import model as model_lib
+from textops.components import text as text_ops
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,18 @@ def _raw_text_input(text: tf.Tensor, spec: Any) -> Any:
     raise TypeError(f"unsupported raw text feature spec {spec!r}")
 
 
+LENGTH_BUCKETS = (10, 30, 100)  # word-token boundaries of the text-length slices
+
+
+def text_length_bucket(text: tf.Tensor) -> tf.Tensor:
+    """'0-9', '10-29', '30-99' or '100+' word tokens: the text-length slice of each text."""
+    n = tf.cast(text_ops.tokenize(text).row_lengths(), tf.int64)
+    edges = list(LENGTH_BUCKETS)
+    names = [f"{lo}-{hi - 1}" for lo, hi in zip([0] + edges[:-1], edges)] + [f"{edges[-1]}+"]
+    index = tf.searchsorted(tf.constant(edges, tf.int64), n, side="right")
+    return tf.gather(tf.constant(names), index)
+
+
 class TftTokenizer(tf.Module):
     """Raw text -> n-gram ids through the Transform graph (the pipeline's tokenizer)."""
 
@@ -137,9 +150,16 @@ def export_serving_model(
         outputs[features.OUTPUT_SCORES] = outputs[features.OUTPUT_PROBABILITIES]
         return outputs
 
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def transformed_features(examples):
+        parsed = tf.io.parse_example(examples, {text_column: tf.io.FixedLenFeature([], tf.string, default_value="")})
+        return {features.TEXT_LENGTH_BUCKET: text_length_bucket(parsed[text_column])}
+
     signatures = {
         features.SERVING_SIGNATURE: serve_text.get_concrete_function(),
         features.EXAMPLE_SIGNATURE: serve_tf_example.get_concrete_function(),
+        # Slicing features for TFMA (ModelSpec.preprocessing_function_names).
+        features.TRANSFORMED_FEATURES_SIGNATURE: transformed_features.get_concrete_function(),
     }
     model.save(export_dir, save_format="tf", signatures=signatures, include_optimizer=False)
     log.info("exported SavedModel with signatures %s to %s", sorted(signatures), export_dir)

@@ -23,6 +23,8 @@ SERVING_INPUT = "text"
 OUTPUT_PROBABILITIES = "probabilities"  # float32 [batch, num_classes]
 OUTPUT_LABEL = "label"  # string [batch]: the argmax class name
 OUTPUT_CLASSES = "classes"  # string [batch, num_classes]: class names, column order of probabilities
+TRANSFORMED_FEATURES_SIGNATURE = "transformed_features"  # slicing features for TFMA
+TEXT_LENGTH_BUCKET = "text_length_bucket"  # output of that signature: '0-9', '10-29', ... tokens
 OUTPUT_SCORES = "scores"  # alias of probabilities in the tf.Example signature (TF classify convention)
 
 
