@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
+
+from textops.components import distribution
+from textops.components.model import BowConfig, LazyAdam, MacroClassMetric, SparseMacroAUC, build_bow_model
+
+
+def _sparse(rows):
+    indices = [[i, j] for i, r in enumerate(rows) for j in range(len(r))]
+    values = [v for r in rows for v in r]
+    return tf.SparseTensor(tf.constant(indices, tf.int64), tf.constant(values, tf.int64), [len(rows), max(map(len, rows))])
+
+
+def test_lazy_adam_updates_only_the_rows_a_batch_touches():
+    table = tf.Variable(tf.ones([6, 3]))
+    opt = LazyAdam(learning_rate=0.1)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.nn.embedding_lookup(table, [1, 1, 4]))
+    grad = tape.gradient(loss, table)
+    assert isinstance(grad, tf.IndexedSlices)
+    opt.apply_gradients([(grad, table)])
+    changed = np.where(np.any(table.numpy() != 1.0, axis=1))[0]
+    assert changed.tolist() == [1, 4]
+    # First Adam step moves each touched weight by lr (sign of the gradient), as dense Adam does.
+    np.testing.assert_allclose(table.numpy()[[1, 4]], 0.9, atol=1e-5)
+
+
+def test_macro_metrics_match_scikit_learn():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 300)
+    logits = rng.normal(size=(300, 4))
+    logits[np.arange(300), y] += 1.5
+    probs = (np.exp(logits) / np.exp(logits).sum(1, keepdims=True)).astype("float32")
+    p, r, f, _ = precision_recall_fscore_support(y, probs.argmax(1), average="macro", zero_division=0)
+    for kind, expected in (("precision", p), ("recall", r), ("f1", f)):
+        m = MacroClassMetric(4, kind)
+        m.update_state(y[:150], probs[:150])
+        m.update_state(y[150:], probs[150:])
+        assert float(m.result()) == pytest.approx(expected, abs=1e-5)
+    auc = SparseMacroAUC(4, num_thresholds=1000)
+    auc.update_state(y, probs)
+    assert float(auc.result()) == pytest.approx(roc_auc_score(y, probs, multi_class="ovr"), abs=5e-3)
+
+
+def test_model_learns_a_separable_task_under_mirrored_strategy():
+    rows = [[0, 1], [0, 2], [1, 2], [3, 4], [4, 5], [3, 5]] * 20
+    labels = np.array([0, 0, 0, 1, 1, 1] * 20)
+    ds = tf.data.Dataset.from_tensor_slices(({"tokens": _sparse(rows)}, labels)).batch(12)
+    with distribution.make_strategy("mirrored").scope():
+        model = build_bow_model(BowConfig(vocab_size=6, num_classes=2, embedding_dim=8, learning_rate=0.05))
+    keras.utils.set_random_seed(0)
+    history = model.fit(ds, epochs=15, verbose=0)
+    assert history.history["accuracy"][-1] == 1.0
+    probs = model.predict({"tokens": _sparse([[0, 1], [4, 5], []])}, verbose=0)
+    assert probs[0].argmax() == 0 and probs[1].argmax() == 1
+    assert probs[2] == pytest.approx([0.5, 0.5], abs=0.2)  # no tokens: no evidence either way
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        BowConfig(vocab_size=10, num_classes=1)
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        BowConfig(vocab_size=10, num_classes=2, optimizer="rmsprop")
+
+
+def test_strategy_factory():
+    assert isinstance(distribution.make_strategy("one_device"), tf.distribute.OneDeviceStrategy)
+    assert isinstance(distribution.make_strategy("auto"), tf.distribute.OneDeviceStrategy)  # no GPUs here
+    with pytest.raises(ValueError, match="needs TF_CONFIG"):
+        distribution.make_strategy("multi_worker", tf_config="")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        distribution.make_strategy("multi_worker", tf_config="{nope")
+    with pytest.raises(ValueError, match="unknown strategy"):
+        distribution.make_strategy("tpu")  # type: ignore[arg-type]

@@ -1,0 +1,71 @@
+from pathlib import Path
+
+import pytest
+
+from textops.settings import Settings, SettingsError, dump_yaml, load_settings, parse_override
+
+
+def test_defaults_are_valid_and_gate_every_headline_metric():
+    s = load_settings()
+    assert s.training.strategy == "mirrored"
+    assert set(s.evaluation.thresholds.gated()) == {"accuracy", "precision", "recall", "f1", "auc"}
+    assert s.beam.pipeline_args()[:2] == ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+
+
+def test_yaml_file_then_overrides_win(tmp_path: Path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("training:\n  epochs: 7\n  batch_size: 16\ndata:\n  text_column: message\n")
+    s = load_settings(cfg, ["training.epochs=3", "evaluation.thresholds.auc=null", "schema.fail_on_anomalies=false"])
+    assert s.training.epochs == 3 and s.training.batch_size == 16
+    assert s.data.text_column == "message"
+    assert "auc" not in s.evaluation.thresholds.gated()
+    assert s.schema_.fail_on_anomalies is False
+
+
+def test_round_trip_through_yaml(tmp_path: Path):
+    s = load_settings(None, ["push.model_name=news", "transform.ngram_max=3"])
+    cfg = tmp_path / "dump.yaml"
+    cfg.write_text(dump_yaml(s))
+    assert load_settings(cfg) == s
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("training.epoch=3", "training.epoch: unknown setting"),
+        ("training.epochs=0", "training.epochs: Input should be greater than or equal to 1"),
+        ("training.strategy=tpu", "training.strategy"),
+        ("evaluation.thresholds.f1=1.5", "evaluation.thresholds.f1"),
+        ("data.label_column=text", "text_column and label_column must name different columns"),
+        ("push.model_name=../escape", "push.model_name"),
+    ],
+)
+def test_invalid_settings_name_the_key(override, fragment):
+    with pytest.raises(SettingsError) as err:
+        load_settings(None, [override])
+    assert fragment in str(err.value)
+
+
+def test_override_syntax_errors():
+    with pytest.raises(SettingsError, match="is not KEY=VALUE"):
+        parse_override("training.epochs")
+    with pytest.raises(SettingsError, match="not a section"):
+        load_settings(None, ["training=3", "training.epochs=2"])
+
+
+def test_config_file_errors(tmp_path: Path):
+    with pytest.raises(SettingsError, match="does not exist"):
+        load_settings(tmp_path / "missing.yaml")
+    bad = tmp_path / "list.yaml"
+    bad.write_text("- a\n- b\n")
+    with pytest.raises(SettingsError, match="must hold a mapping"):
+        load_settings(bad)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("training: [unclosed\n")
+    with pytest.raises(SettingsError, match="not valid YAML"):
+        load_settings(broken)
+
+
+def test_settings_model_rejects_unknown_sections():
+    with pytest.raises(Exception):
+        Settings.model_validate({"trainer": {}})
