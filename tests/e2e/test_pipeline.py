@@ -1,0 +1,196 @@
+"""The whole TFX pipeline under LocalDagRunner on tiny generated data (minutes, marked e2e)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import read_csv, write_csv
+from tests.e2e.conftest import summary, textops_cli
+from textops import model_repository
+
+pytestmark = pytest.mark.e2e
+
+FAST = ["--set", "training.epochs=3"]
+TRAINING_COMPONENTS = {"Transform", "Trainer", "Evaluator", "Pusher"}
+
+
+def _tree_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(path)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def first_run(demo_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    proc = textops_cli("run", "--data", str(demo_dir), "--output", str(out), *FAST)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out, proc
+
+
+def test_first_run_is_blessed_and_pushed_with_progress_and_summary(first_run):
+    out, proc = first_run
+    s = summary(out)
+    assert s["status"] == "pushed" and s["blessed"] is True and s["exit_code"] == 0
+    names = [c["name"] for c in s["components"]]
+    assert names == [
+        "CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer", "Evaluator", "Pusher",
+    ]
+    assert all(c["state"] == "complete" for c in s["components"])
+    for name in names:  # per-component progress with elapsed time on the console
+        assert f"{name} done in" in proc.stdout
+    assert s["data"]["train_examples"] == 600 and s["data"]["eval_examples"] == 200
+    assert s["metrics"]["accuracy"]["value"] > 0.8
+    assert set(s["per_class"]) == {"billing", "technical", "shipping", "account"}
+    version = model_repository.latest_version(str(out / "model_repository"), "text_classifier")
+    assert version is not None and s["pushed"]["version"] == version.version
+    assert s["baseline"] is None  # nothing in service before the first push
+    assert "BLESSED and pushed" in proc.stdout
+
+
+def test_pushed_model_serves_what_the_evaluator_scored_in_a_fresh_process(first_run, demo_dir):
+    """Plain tf.saved_model.load, no project import: predictions on raw strings reproduce the
+    Evaluator's metrics exactly (same 200 eval texts, argmax decisions)."""
+    out, _ = first_run
+    s = summary(out)
+    rows = read_csv(demo_dir / "test.csv")
+    code = (
+        "import json, sys, tensorflow as tf\n"
+        "texts, path = json.loads(sys.argv[1]), sys.argv[2]\n"
+        "f = tf.saved_model.load(path).signatures['serving_default']\n"
+        "print(json.dumps([l.decode() for l in f(text=tf.constant(texts))['label'].numpy()]))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, json.dumps([r["text"] for r in rows]), s["pushed"]["path"]],
+        capture_output=True, text=True, timeout=300, check=True,
+    )
+    predicted = json.loads(proc.stdout.strip().splitlines()[-1])
+    truth = [r["label"] for r in rows]
+    accuracy = sum(p == t for p, t in zip(predicted, truth)) / len(truth)
+    assert accuracy == pytest.approx(s["metrics"]["accuracy"]["value"], abs=1e-9)
+    for cls, row in s["per_class"].items():
+        tp = sum(p == t == cls for p, t in zip(predicted, truth))
+        assert row["recall"] == pytest.approx(tp / truth.count(cls), abs=1e-9)
+        assert row["precision"] == pytest.approx(tp / max(predicted.count(cls), 1), abs=1e-9)
+
+
+def test_rerun_with_unchanged_inputs_is_served_from_cache(first_run, demo_dir):
+    out, _ = first_run
+    first = summary(out)
+    proc = textops_cli("run", "--data", str(demo_dir), "--output", str(out), *FAST)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    s = summary(out)
+    states = {c["name"]: c["state"] for c in s["components"]}
+    assert all(states[n] == "cached" for n in ("CsvExampleGen", "StatisticsGen", "SchemaGen", "Transform", "Trainer"))
+    # The model in service changed since the first run (it was pushed), so the gate re-evaluates;
+    # the candidate *is* that model, so nothing new is pushed.
+    assert s["pushed"]["already_in_service"] is True and s["pushed"]["version"] == first["pushed"]["version"]
+    assert s["baseline"]["version"] == first["pushed"]["version"]
+    assert len(model_repository.list_versions(str(out / "model_repository"), "text_classifier")) == 1
+    assert s["wall_seconds"] < first["wall_seconds"]
+
+
+def test_impossible_threshold_is_not_blessed_and_leaves_the_model_in_service(first_run, demo_dir):
+    out, _ = first_run
+    repo = out / "model_repository" / "text_classifier"
+    before = _tree_digest(repo)
+    proc = textops_cli(
+        "run", "--data", str(demo_dir), "--output", str(out), *FAST, "--set", "evaluation.thresholds.accuracy=0.9999"
+    )
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    s = summary(out)
+    assert s["status"] == "not_blessed" and s["blessed"] is False and s["pushed"] is None
+    assert any(r.startswith("accuracy ") and "below its threshold 0.9999" in r for r in s["reasons"])
+    assert "NOT BLESSED" in proc.stdout and "below its threshold" in proc.stdout
+    assert _tree_digest(repo) == before
+
+
+def test_label_shuffled_training_data_is_not_blessed(first_run, demo_dir, tmp_path):
+    out, _ = first_run
+    rows = read_csv(demo_dir / "train.csv")
+    labels = [r["label"] for r in rows]
+    random.Random(0).shuffle(labels)
+    data = tmp_path / "shuffled"
+    write_csv(data / "train.csv", [(r["text"], y) for r, y in zip(rows, labels)])
+    write_csv(data / "test.csv", [(r["text"], r["label"]) for r in read_csv(demo_dir / "test.csv")])
+    repo = out / "model_repository" / "text_classifier"
+    before = _tree_digest(repo)
+    proc = textops_cli("run", "--data", str(data), "--output", str(out), *FAST)
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    s = summary(out)
+    failing = {r.split()[0] for r in s["reasons"]}
+    assert {"accuracy", "f1"} <= failing
+    assert s["metrics"]["accuracy"]["value"] < 0.5
+    assert _tree_digest(repo) == before
+
+
+def test_label_unseen_in_training_stops_before_transform(demo_dir, tmp_path):
+    data = tmp_path / "unseen"
+    write_csv(data / "train.csv", [(r["text"], r["label"]) for r in read_csv(demo_dir / "train.csv")])
+    test_rows = [(r["text"], r["label"]) for r in read_csv(demo_dir / "test.csv")]
+    test_rows[:5] = [(t, "refunds") for t, _ in test_rows[:5]]
+    write_csv(data / "test.csv", test_rows)
+    out = tmp_path / "out"
+    proc = textops_cli("run", "--data", str(data), "--output", str(out))
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    s = summary(out)
+    assert s["status"] == "data_invalid"
+    assert any("column 'label'" in p and "refunds" in p for p in s["problems"]), s["problems"]
+    assert not TRAINING_COMPONENTS & {c["name"] for c in s["components"]}
+    assert model_repository.list_versions(str(out / "model_repository"), "text_classifier") == []
+    assert "DATA REJECTED" in proc.stdout
+
+
+def test_tfrecord_without_the_text_feature_is_rejected_by_the_gate(tmp_path):
+    import tensorflow as tf
+
+    data = tmp_path / "records"
+    data.mkdir()
+    with tf.io.TFRecordWriter(str(data / "data.tfrecord")) as w:
+        for i in range(60):
+            ex = tf.train.Example(
+                features=tf.train.Features(
+                    feature={
+                        "body": tf.train.Feature(bytes_list=tf.train.BytesList(value=[f"text {i}".encode()])),
+                        "label": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"a" if i % 2 else b"b"])),
+                    }
+                )
+            )
+            w.write(ex.SerializeToString())
+    out = tmp_path / "out"
+    proc = textops_cli("run", "--data", str(data), "--output", str(out))
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    problems = summary(out)["problems"]
+    assert any("text column 'text' is missing" in p and "body, label" in p for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        (b"", "is empty"),
+        ("text,label\nok,a\ncaf\xe9,b\n".encode("latin-1"), "is not UTF-8"),
+        (b"message,label\nhello,a\n", "not in the header"),
+    ],
+)
+def test_bad_files_are_rejected_before_the_pipeline_starts(tmp_path, content, fragment):
+    (tmp_path / "data.csv").write_bytes(content)
+    out = tmp_path / "out"
+    proc = textops_cli("run", "--data", str(tmp_path / "data.csv"), "--output", str(out))
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert fragment in proc.stderr and "nothing was trained or pushed" in proc.stderr
+    assert not (out / "pipeline_root").exists()
+
+
+def test_bad_settings_are_a_usage_error(tmp_path, demo_dir):
+    proc = textops_cli("run", "--data", str(demo_dir), "--output", str(tmp_path), "--set", "training.epochz=2")
+    assert proc.returncode == 2
+    assert "training.epochz: unknown setting" in proc.stderr
