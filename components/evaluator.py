@@ -48,7 +48,7 @@ def build_eval_config(
     config_json = {} if positive_label is None else {"positive_label": positive_label}
     metric_configs = [tfma.MetricConfig(class_name="ExampleCount")]
     for name in metrics_lib.HEADLINE_METRICS:
-        threshold = None
+        per_slice = []
         if name in thresholds:
             threshold = tfma.MetricThreshold(
                 value_threshold=tfma.GenericValueThreshold(lower_bound={"value": thresholds[name]})
@@ -60,15 +60,18 @@ def build_eval_config(
                         absolute={"value": -change_tolerance},
                     )
                 )
+            # The gate applies to the overall slice; per-class and per-length slices are
+            # reported, not gated (a binary "spam" F1 is undefined on the slice of ham texts).
+            per_slice = [tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)]
         metric_configs.append(
             tfma.MetricConfig(
                 class_name=metrics_lib.HEADLINE_CLASSES[name].__name__,
                 module=_METRICS_MODULE,
                 config=json_utils.dumps(config_json) if config_json else "",
-                threshold=threshold,
+                per_slice_thresholds=per_slice,
             )
         )
-    metric_configs.append(tfma.MetricConfig(class_name="PerClass", module=_METRICS_MODULE))
+    metric_configs.append(tfma.MetricConfig(class_name=metrics_lib.TextPerClass.__name__, module=_METRICS_MODULE))
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(

@@ -283,31 +283,39 @@ class _Headline(metric_types.Metric):
         )
 
 
-class Accuracy(_Headline):
+class TextAccuracy(_Headline):
     NAME = "accuracy"
 
 
-class Precision(_Headline):
+class TextPrecision(_Headline):
     NAME = "precision"
 
 
-class Recall(_Headline):
+class TextRecall(_Headline):
     NAME = "recall"
 
 
-class F1(_Headline):
+class TextF1(_Headline):
     NAME = "f1"
 
 
-class AUC(_Headline):
+class TextAUC(_Headline):
     NAME = "auc"
 
 
-class PerClass(metric_types.Metric):
+class TextPerClass(metric_types.Metric):
     """Per-class precision, recall, F1, AUC and support as ``per_class/<metric>/<class>``."""
 
     def __init__(self, name: str = "per_class"):
         super().__init__(metric_util.merge_per_key_computations(_per_class_computations), name=name)
 
 
-HEADLINE_CLASSES = {"accuracy": Accuracy, "precision": Precision, "recall": Recall, "f1": F1, "auc": AUC}
+# Class names must not collide with TFMA's registered metrics (tfma.metrics.Precision, Recall,
+# AUC, ...): TFMA resolves a MetricConfig by class name first and would silently ignore `module`.
+HEADLINE_CLASSES = {
+    "accuracy": TextAccuracy,
+    "precision": TextPrecision,
+    "recall": TextRecall,
+    "f1": TextF1,
+    "auc": TextAUC,
+}

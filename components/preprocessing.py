@@ -24,9 +24,9 @@ class TransformConfig:
     label_column: str = features.DEFAULT_LABEL_COLUMN
     ngram_max: int = 2
     max_tokens: int = 400
-    vocab_size: int = 200_000
+    vocab_size: int = 1_000_000
     min_count: int = 1
-    oov_buckets: int = 1_000
+    oov_buckets: int = 10_000
 
     def to_custom_config(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

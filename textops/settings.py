@@ -49,9 +49,9 @@ class SchemaSettings(_Section):
 class TransformSettings(_Section):
     ngram_max: int = Field(2, ge=1, le=5, description="word n-grams of widths 1..ngram_max")
     max_tokens: int = Field(400, ge=1, description="tokens kept per text before n-grams")
-    vocab_size: int = Field(200_000, ge=10, description="most frequent n-grams kept")
+    vocab_size: int = Field(1_000_000, ge=10, description="most frequent n-grams kept")
     min_count: int = Field(1, ge=1, description="n-grams seen fewer times are out of vocabulary")
-    oov_buckets: int = Field(1_000, ge=1, description="hash buckets for out-of-vocabulary n-grams")
+    oov_buckets: int = Field(10_000, ge=1, description="hash buckets for out-of-vocabulary n-grams")
 
 
 class ModelSettings(_Section):

@@ -1,0 +1,184 @@
+"""Pipeline cost and accuracy against bare training and fastText, measured in one run.
+
+For each dataset (and a 10x copy of ag_news' training split, to show how cost grows):
+- the whole local pipeline (`textops run`, fresh output directory: no cache), wall time per
+  component and in total, test accuracy as the Evaluator scored it;
+- bare training: the same tokenizer, model and training code in a plain in-process script
+  (`components/bare.py`: vocabulary in Python, no TFX, no Beam), its time and test accuracy;
+- fastText (fasttext-wheel, 2 threads, word bigrams, 5 epochs) on the same split.
+
+    .venv/bin/python bench/pipeline_bench.py                # ag_news, sms_spam, trec, ag_news x10
+    .venv/bin/python bench/pipeline_bench.py --datasets trec --no-scale
+
+Needs ../shared/datasets (the public datasets are not part of the repository) and the bench
+extra (`scripts/setup.sh --bench`) for fastText. Prints two Markdown tables and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import textops  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+
+REPO = Path(__file__).resolve().parents[1]
+DATASETS = (REPO / ".." / "shared" / "datasets").resolve()
+COMPONENTS = ("CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer", "Evaluator", "Pusher")
+SHORT = {"CsvExampleGen": "ExampleGen", "StatisticsGen": "Stats", "SchemaGen": "Schema", "ExampleValidator": "Validate"}
+
+
+def read(path: Path) -> tuple[list[str], list[str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return [r["text"] for r in rows], [r["label"] for r in rows]
+
+
+def scaled_copy(name: str, factor: int, workdir: Path) -> Path:
+    """train.csv repeated `factor` times (the same rows), test.csv unchanged."""
+    out = workdir / f"{name}_x{factor}"
+    out.mkdir(parents=True, exist_ok=True)
+    src = DATASETS / name
+    lines = (src / "train.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    with open(out / "train.csv", "w", encoding="utf-8") as f:
+        f.write(lines[0])
+        for _ in range(factor):
+            f.writelines(lines[1:])
+    (out / "test.csv").write_bytes((src / "test.csv").read_bytes())
+    return out
+
+
+def run_pipeline(data: Path, workdir: Path) -> dict:
+    out = workdir / f"run_{data.name}"
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "textops.cli", "run", "--data", str(data), "--output", str(out)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    wall = time.perf_counter() - started
+    summary_path = out / "run_summary.json"
+    if not summary_path.exists():
+        raise RuntimeError(f"pipeline on {data} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    s = json.loads(summary_path.read_text())
+    return {
+        "status": s["status"],
+        "wall_s": wall,
+        "components": {c["name"]: c["seconds"] for c in s["components"]},
+        "accuracy": s["metrics"].get("accuracy", {}).get("value"),
+        "f1": s["metrics"].get("f1", {}).get("value"),
+    }
+
+
+def run_bare(data: Path) -> dict:
+    from textops.components import bare, training
+    from textops.settings import Settings
+
+    settings = Settings()  # the pipeline's defaults: same model, same training settings
+    texts, labels = read(data / "train.csv")
+    test_texts, test_labels = read(data / "test.csv")
+    started = time.perf_counter()
+    model = bare.train_bare(
+        texts,
+        labels,
+        learning_rate=settings.training.learning_rate,
+        embedding_dim=settings.model.embedding_dim,
+        train_config=training.TrainConfig(
+            epochs=settings.training.epochs, batch_size=settings.training.batch_size, seed=settings.training.seed
+        ),
+    )
+    seconds = time.perf_counter() - started
+    predicted = model.predict(test_texts).argmax(1)
+    accuracy = sum(model.classes[p] == y for p, y in zip(predicted, test_labels)) / len(test_labels)
+    return {"seconds": seconds, "accuracy": accuracy}
+
+
+def run_fasttext(data: Path, workdir: Path) -> dict:
+    try:
+        import fasttext
+    except ImportError:
+        return {"seconds": None, "accuracy": None, "note": "fasttext-wheel not installed (scripts/setup.sh --bench)"}
+
+    def to_ft(texts, labels, path):
+        with open(path, "w", encoding="utf-8") as f:
+            for t, y in zip(texts, labels):
+                f.write(f"__label__{y.replace(' ', '_')} {' '.join(t.lower().split())}\n")
+
+    texts, labels = read(data / "train.csv")
+    test_texts, test_labels = read(data / "test.csv")
+    train_file = workdir / f"{data.name}.ft.txt"
+    to_ft(texts, labels, train_file)
+    started = time.perf_counter()
+    model = fasttext.train_supervised(str(train_file), wordNgrams=2, epoch=5, thread=2, verbose=0)
+    seconds = time.perf_counter() - started
+    predicted, _ = model.predict([" ".join(t.lower().split()) for t in test_texts])
+    accuracy = sum(p[0] == f"__label__{y.replace(' ', '_')}" for p, y in zip(predicted, test_labels)) / len(test_labels)
+    return {"seconds": seconds, "accuracy": accuracy}
+
+
+def fmt(v, digits=1):
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", default="ag_news,sms_spam,trec")
+    parser.add_argument("--scale", type=int, default=10, help="also run ag_news' train split repeated N times")
+    parser.add_argument("--no-scale", action="store_true")
+    parser.add_argument("--json", default=str(REPO / "bench" / "results" / "pipeline_bench.json"))
+    args = parser.parse_args()
+    if not DATASETS.is_dir():
+        sys.exit(f"needs the public datasets in {DATASETS} (not part of the repository)")
+    workdir = Path(tempfile.mkdtemp(prefix="textops-bench-"))
+    targets = [(n, DATASETS / n) for n in args.datasets.split(",") if n]
+    if not args.no_scale:
+        targets.append((f"ag_news x{args.scale}", scaled_copy("ag_news", args.scale, workdir)))
+    results = {}
+    for name, data in targets:
+        print(f"== {name}", file=sys.stderr, flush=True)
+        results[name] = {
+            "train_rows": sum(1 for _ in open(data / "train.csv", encoding="utf-8")) - 1,
+            "pipeline": run_pipeline(data, workdir),
+            "bare": run_bare(data),
+            "fasttext": run_fasttext(data, workdir),
+        }
+        print(json.dumps(results[name]), file=sys.stderr, flush=True)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(results, indent=2))
+
+    header = "| dataset | train rows | " + " | ".join(SHORT.get(c, c) for c in COMPONENTS) + " | pipeline wall |"
+    print("\nWall time per component (seconds; fresh output directory, no cache)\n")
+    print(header)
+    print("|" + "---|" * (len(COMPONENTS) + 3))
+    for name, r in results.items():
+        comps = r["pipeline"]["components"]
+        print(
+            f"| {name} | {r['train_rows']:,} | "
+            + " | ".join(fmt(comps.get(c)) for c in COMPONENTS)
+            + f" | {fmt(r['pipeline']['wall_s'])} |"
+        )
+    print("\nAccuracy and training cost (same test split; pipeline ÷ bare = pipeline wall ÷ bare training)\n")
+    print(
+        "| dataset | pipeline acc | bare acc | fastText acc | acc − fastText | bare training s | pipeline ÷ bare | fastText s |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for name, r in results.items():
+        p, b, f = r["pipeline"], r["bare"], r["fasttext"]
+        delta = None if p["accuracy"] is None or f["accuracy"] is None else p["accuracy"] - f["accuracy"]
+        print(
+            f"| {name} | {fmt(p['accuracy'], 4)} | {fmt(b['accuracy'], 4)} | {fmt(f['accuracy'], 4)} | "
+            f"{'-' if delta is None else f'{delta:+.4f}'} | {fmt(b['seconds'])} | {fmt(p['wall_s'] / b['seconds'], 2)} | "
+            f"{fmt(f['seconds'], 2)} |"
+        )
+    print(f"\nraw results: {args.json}")
+
+
+if __name__ == "__main__":
+    main()
