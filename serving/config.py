@@ -1,0 +1,151 @@
+"""Typed settings of the serving endpoint, loaded once at the entry point (YAML + CLI flags).
+
+Example ``serving.yaml``::
+
+    model_repository: /models
+    port: 8501
+    grpc_port: 8500
+    models:
+      textcls:
+        version_policy: specific     # latest | all | specific
+        versions: [1700000000, 1700003600]
+        labels: {stable: 1700000000, canary: 1700003600}
+    batching: {enabled: true, max_batch_size: 64, max_wait_ms: 0.0, max_queue: 512}
+    limits: {max_body_bytes: 1048576, max_instances: 256}
+    prediction_log: {directory: /logs/predictions, sample_rate: 1.0, max_file_bytes: 67108864}
+
+The bearer token is never read from the file: it comes from the environment variable named by
+``auth_token_env`` (default ``TEXTOPS_SERVING_TOKEN``), so the config can be committed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """The serving config file or flags are invalid; the message says which key and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelPolicy(_Strict):
+    """Which versions of one model are served, and the labels that name some of them."""
+
+    version_policy: Literal["latest", "all", "specific"] = "latest"
+    # latest: the newest ``num_latest`` versions; specific: exactly ``versions``.
+    num_latest: int = Field(1, ge=1)
+    versions: list[int] = Field(default_factory=list)
+    labels: dict[str, int] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> "ModelPolicy":
+        if self.version_policy == "specific" and not self.versions:
+            raise ValueError("version_policy 'specific' needs a non-empty 'versions' list")
+        if self.version_policy != "specific" and self.versions:
+            raise ValueError("'versions' is only used with version_policy 'specific'")
+        for label, version in self.labels.items():
+            if not label or not label.replace("-", "").replace("_", "").isalnum():
+                raise ValueError(f"label {label!r} must be letters, digits, '-' or '_'")
+            if version <= 0:
+                raise ValueError(f"label {label!r} points at version {version}; versions are positive integers")
+        return self
+
+
+class BatchingConfig(_Strict):
+    """Dynamic batching. ``enabled: false`` runs one model call per request (no coalescing)."""
+
+    enabled: bool = True
+    max_batch_size: int = Field(64, ge=1, description="most texts in one model call")
+    # How long a batch may wait for more requests while the model is idle. 0: a batch is formed
+    # from whatever is queued the moment the model is free (batches still grow under load,
+    # because requests queue up while the model runs the previous batch).
+    max_wait_ms: float = Field(0.0, ge=0.0, le=1000.0)
+    max_queue: int = Field(512, ge=1, description="most texts waiting per model; past it: 429 at once")
+    workers: int = Field(1, ge=1, le=16, description="model calls in flight per model")
+
+
+class LimitsConfig(_Strict):
+    max_body_bytes: int = Field(1 << 20, ge=1024)
+    max_instances: int = Field(256, ge=1)
+    max_text_bytes: int = Field(64 << 10, ge=1)
+
+
+class PredictionLogConfig(_Strict):
+    directory: Optional[Path] = None  # None: no prediction log
+    sample_rate: float = Field(1.0, ge=0.0, le=1.0, description="fraction of requests logged")
+    max_file_bytes: int = Field(64 << 20, ge=1024, description="rotate (and gzip) past this size")
+    queue_size: int = Field(100_000, ge=1, description="records buffered for the writer; past it they are dropped and counted")
+
+
+class ServerConfig(_Strict):
+    model_repository: Path
+    host: str = "127.0.0.1"
+    port: int = Field(8501, ge=0, le=65535)
+    grpc_port: int = Field(8500, ge=0, le=65535, description="0: no gRPC server")
+    # Models to serve; an empty mapping serves every model in the repository (latest version).
+    models: dict[str, ModelPolicy] = Field(default_factory=dict)
+    poll_interval_s: float = Field(2.0, gt=0.0)
+    warmup_texts: int = Field(8, ge=1, description="sample inputs when a version has no warmup records")
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    prediction_log: PredictionLogConfig = Field(default_factory=PredictionLogConfig)
+    auth_token_env: str = "TEXTOPS_SERVING_TOKEN"
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _check(self) -> "ServerConfig":
+        if self.limits.max_instances > self.batching.max_queue:
+            raise ValueError(
+                f"limits.max_instances ({self.limits.max_instances}) must not exceed batching.max_queue "
+                f"({self.batching.max_queue}): a request that large could never be queued"
+            )
+        return self
+
+    def auth_token(self) -> Optional[str]:
+        """The bearer token clients must send, or None when auth is off (variable unset/empty)."""
+        return os.environ.get(self.auth_token_env) or None
+
+    def policy(self, model_name: str) -> ModelPolicy:
+        return self.models.get(model_name) or ModelPolicy()
+
+
+def load_config(path: Optional[Path] = None, **overrides) -> ServerConfig:
+    """Reads ``path`` (YAML) if given, applies ``overrides`` (flag values; None = not given)."""
+    data: dict = {}
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = yaml.safe_load(f) or {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read serving config {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"serving config {path} is not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"serving config {path} must be a mapping, got {type(data).__name__}")
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key == "models":
+            if value:  # --model NAME: serve only these (keep their policies from the file)
+                known = data.get("models") or {}
+                data["models"] = {name: known.get(name, {}) for name in value}
+        elif "." in key:
+            section, sub = key.split(".", 1)
+            data.setdefault(section, {})[sub] = value
+        else:
+            data[key] = value
+    try:
+        return ServerConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors()]
+        where = f" in {path}" if path else ""
+        raise ConfigError(f"invalid serving config{where}:\n" + "\n".join(lines)) from None

@@ -1,0 +1,83 @@
+"""Prometheus metrics owned by the server, labelled by model and version.
+
+One registry per server (not the process-global default), so several servers in one process
+(tests, the benchmark) do not mix their counts.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST  # noqa: F401  (re-exported for the REST adapter)
+
+_LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+class ServingMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "textops_serving_requests_total",
+            "Requests by model, version, protocol and status (HTTP-style code).",
+            ["model", "version", "protocol", "status"],
+            registry=r,
+        )
+        self.stage_latency = Histogram(
+            "textops_serving_stage_latency_seconds",
+            "Latency per stage: queue (waiting for a batch slot), batch (batch assembly and hand-off "
+            "to the model thread), inference (the model call), total (the request in the server).",
+            ["model", "version", "stage"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "textops_serving_batch_size",
+            "Texts per model call.",
+            ["model", "version"],
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "textops_serving_queue_texts", "Texts waiting for a model call.", ["model"], registry=r
+        )
+        self.loaded_versions = Gauge(
+            "textops_serving_loaded_versions",
+            "1 for each version being served.",
+            ["model", "version"],
+            registry=r,
+        )
+        self.load_failures = Counter(
+            "textops_serving_load_failures_total",
+            "Versions that failed to load or warm up (never served).",
+            ["model", "version"],
+            registry=r,
+        )
+        self.loads = Counter(
+            "textops_serving_loads_total", "Versions loaded, warmed up and swapped in.", ["model"], registry=r
+        )
+        self.overload_rejections = Counter(
+            "textops_serving_overload_rejections_total",
+            "Requests refused at once because the model's queue was full.",
+            ["model", "protocol"],
+            registry=r,
+        )
+        self.log_written = Counter(
+            "textops_prediction_log_records_total", "Prediction-log records written.", registry=r
+        )
+        self.log_dropped = Counter(
+            "textops_prediction_log_dropped_total",
+            "Prediction-log records dropped (writer queue full, or a write error).",
+            ["reason"],
+            registry=r,
+        )
+        self.log_sampled_out = Counter(
+            "textops_prediction_log_sampled_out_total",
+            "Predictions not logged because of the sampling rate (by design, not a loss).",
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,41 @@
+"""The deploy files agree with the server: probe paths exist, the ConfigMap is a valid config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from textops.serving.config import ServerConfig
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "serving"
+
+
+def _docs(name: str) -> list[dict]:
+    return list(yaml.safe_load_all((DEPLOY / name).read_text()))
+
+
+def test_configmap_is_a_valid_server_config():
+    (configmap,) = _docs("k8s/configmap.yaml")
+    config = ServerConfig.model_validate(yaml.safe_load(configmap["data"]["serving.yaml"]))
+    assert config.port == 8501 and config.grpc_port == 8500
+
+
+def test_probes_use_the_servers_health_endpoints(server):
+    (deployment,) = _docs("k8s/deployment.yaml")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    paths = {container[p]["httpGet"]["path"] for p in ("startupProbe", "readinessProbe", "livenessProbe")}
+    assert paths == {"/v2/health/live", "/v2/health/ready"}
+    for path in paths:  # the running server answers them
+        assert server.get(path)[0] == 200
+    assert {p["containerPort"] for p in container["ports"]} == {8501, 8500}
+    (service,) = _docs("k8s/service.yaml")
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    (hpa,) = _docs("k8s/hpa.yaml")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+
+
+def test_kserve_example_serves_the_repository_with_stock_tf_serving():
+    (isvc,) = _docs("kserve-inferenceservice.yaml")
+    model = isvc["spec"]["predictor"]["model"]
+    assert model["modelFormat"]["name"] == "tensorflow" and model["storageUri"].endswith("/text_classifier")
