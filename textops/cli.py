@@ -160,8 +160,16 @@ def config_cmd(config: Optional[Path], overrides: tuple[str, ...]) -> None:
 
 # --- commands contributed by other parts of the project (one import line each) ---------------
 # BEGIN SUBCOMMANDS
+from textops.serving.cli import predict, serve  # noqa: E402
+
+main.add_command(serve)
+main.add_command(predict)
 # END SUBCOMMANDS
 # BEGIN MONITORING SUBCOMMANDS
+from textops.monitoring.cli import monitor, report  # noqa: E402
+
+main.add_command(monitor)
+main.add_command(report)
 # END MONITORING SUBCOMMANDS
 
 

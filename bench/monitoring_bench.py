@@ -1,0 +1,181 @@
+"""Monitoring benchmark: cost (time, peak memory) and shift detection (acceptance figures).
+
+    .venv/bin/python bench/monitoring_bench.py cost  [--sizes 10000 100000]
+    .venv/bin/python bench/monitoring_bench.py shift [--windows 20 --window-size 500]
+
+Both train the project's model (``components/bare.py``: same tokenizer and model as the
+pipeline) on ag_news train (../shared/datasets), export it, and build the monitor's reference
+from half of the ag_news test split scored by that model.
+
+- ``cost``: logs of N predictions (all ag_news texts, ~17.6k distinct, sampled with
+  replacement to N; the model's real predictions) are monitored end to end (read the log, descriptors, Evidently drift with
+  the default ``drift.max_rows`` sample, report, snapshot) in a fresh process per size, which
+  reports wall time and peak RSS.
+- ``shift``: windows drawn from the other half of ag_news test (no shift) with different seeds,
+  and windows of sms_spam and trec texts sent to the ag_news model (shift); prints how many of
+  each were flagged as drift and the text-drift scores.
+"""
+
+from __future__ import annotations
+
+import textops  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+DATASETS = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets"
+
+
+def _prepare(workdir: Path) -> tuple[Path, Path, pd.DataFrame]:
+    """Trains and exports the ag_news model, saves the reference; returns (model, reference, pool)."""
+    from textops.components import bare, training
+    from textops.monitoring.reference import build_reference
+
+    train = pd.read_csv(DATASETS / "ag_news" / "train.csv", dtype=str, keep_default_na=False)
+    test = pd.read_csv(DATASETS / "ag_news" / "test.csv", dtype=str, keep_default_na=False)
+    model_dir = workdir / "model"
+    if not (model_dir / "saved_model.pb").is_file():
+        t = time.perf_counter()
+        m = bare.train_bare(train.text.tolist(), train.label.tolist(), train_config=training.TrainConfig(epochs=3))
+        m.export(str(model_dir))
+        print(f"trained and exported the ag_news model in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+    shuffled = test.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    half = len(shuffled) // 2
+    ref_dir = workdir / "reference"
+    if not (ref_dir / "reference.json").is_file():
+        ref = build_reference(shuffled.text[:half].tolist(), shuffled.label[:half].tolist(), model_dir, source="ag_news test (half)")
+        ref.save(ref_dir)
+    return model_dir, ref_dir, shuffled[half:].reset_index(drop=True)
+
+
+def _run_once(args: argparse.Namespace) -> None:
+    """Child process of ``cost``: monitors one log, prints a JSON line with time and peak RSS."""
+    from textops.monitoring.config import load_monitor_settings
+    from textops.monitoring.monitor import run_monitor, write_outputs
+
+    settings = load_monitor_settings(
+        None,
+        ["window.last=all", "window.min_records=1"],
+        reference=args.reference,
+        log=args.log,
+        output=args.output,
+    )
+    t = time.perf_counter()
+    result = run_monitor(settings)
+    write_outputs(result, settings.output)
+    seconds = time.perf_counter() - t
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    distinct = int(result.window.frame["text"].nunique())
+    print(json.dumps({k: round(v, 1) for k, v in result.verdict.timings.items()}), file=sys.stderr)
+    print(json.dumps({"timings": result.verdict.timings, "seconds": seconds, "peak_mib": peak_mib, "records": result.verdict.window["records"], "distinct": distinct, "exit": result.verdict.exit_code}))
+
+
+def cost(args: argparse.Namespace) -> None:
+    from textops.monitoring.reference import score
+    from textops.monitoring.simulate import write_prediction_log
+
+    work = Path(args.workdir)
+    model_dir, ref_dir, _ = _prepare(work)
+    # every ag_news text (train + test: ~17.6k distinct), sampled with replacement to N, so the
+    # drift step compares close to its drift.max_rows=20000 cap of distinct texts
+    frames = [pd.read_csv(DATASETS / "ag_news" / f, dtype=str, keep_default_na=False) for f in ("train.csv", "test.csv")]
+    texts_all = pd.concat(frames).text.drop_duplicates().tolist()
+    probs_all, classes = score(model_dir, texts_all)
+    rows = []
+    stages: list = []
+    for size in args.sizes:
+        rng = np.random.default_rng(size)
+        idx = rng.integers(0, len(texts_all), size=size)
+        log_dir = work / f"log-{size}"
+        if not log_dir.is_dir():
+            write_prediction_log(
+                model_dir, [texts_all[i] for i in idx], log_dir, probabilities=probs_all[idx], classes=classes, records_per_file=20_000
+            )
+        log_bytes = sum(p.stat().st_size for p in log_dir.iterdir())
+        cmd = [
+            sys.executable, __file__, "_once", "--reference", str(ref_dir), "--log", str(log_dir), "--output", str(work / f"out-{size}"),
+        ]
+        t = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - t
+        if proc.returncode != 0:
+            sys.exit(f"monitor run for {size} records failed:\n{proc.stderr[-3000:]}")
+        line = json.loads(proc.stdout.strip().splitlines()[-1])
+        rows.append((size, log_bytes / 2**20, line["distinct"], line["seconds"], wall, line["peak_mib"], line["exit"]))
+        stages.append((size, line["timings"]))
+    print(f"\n{'records':>8} {'log MiB':>8} {'distinct texts':>15} {'monitor s':>10} {'process s':>10} {'peak RSS MiB':>13} {'exit':>5}")
+    for size, mib, distinct, secs, wall, peak, code in rows:
+        print(f"{size:>8} {mib:>8.1f} {distinct:>15} {secs:>10.1f} {wall:>10.1f} {peak:>13.0f} {code:>5}")
+    print(f"(cpu cores: {os.cpu_count()}; drift tests on a sample of at most drift.max_rows=20000 distinct texts)")
+    names = list(stages[0][1]) if stages else []
+    print(f"\nseconds per stage\n{'records':>8} " + " ".join(f"{n:>20}" for n in names))
+    for size, timings in stages:
+        print(f"{size:>8} " + " ".join(f"{timings.get(n, 0.0):>20.1f}" for n in names))
+
+
+def shift(args: argparse.Namespace) -> None:
+    from textops.monitoring.config import load_monitor_settings
+    from textops.monitoring.monitor import run_monitor
+    from textops.monitoring.reference import Reference
+    from textops.monitoring.simulate import write_prediction_log
+
+    work = Path(args.workdir)
+    model_dir, ref_dir, pool = _prepare(work)
+    reference = Reference.load(ref_dir)
+    sources = {"ag_news test (no shift)": pool.text.tolist()}
+    for name in ("sms_spam", "trec"):
+        frames = [pd.read_csv(DATASETS / name / f, dtype=str, keep_default_na=False) for f in ("train.csv", "test.csv")]
+        sources[f"{name} (shift)"] = pd.concat(frames).text.tolist()
+    rows = []
+    for name, texts in sources.items():
+        flagged, scores, drifted_cols = 0, [], []
+        for seed in range(args.windows):
+            rng = np.random.default_rng(1000 + seed)
+            picked = [texts[i] for i in rng.choice(len(texts), size=args.window_size, replace=False)]
+            with tempfile.TemporaryDirectory() as tmp:
+                write_prediction_log(model_dir, picked, tmp, seed=seed)
+                settings = load_monitor_settings(None, ["window.last=all"], log=tmp, output=os.path.join(tmp, "out"))
+                verdict = run_monitor(settings, reference=reference).verdict
+            flagged += verdict.drifted
+            scores.append(verdict.drift["columns"]["text"]["score"])
+            drifted_cols.append(verdict.drift["drifted_count"])
+        rows.append((name, args.windows, flagged, np.mean(scores), np.min(scores), np.max(scores), np.mean(drifted_cols)))
+        print(f"{name}: {flagged}/{args.windows} flagged", file=sys.stderr)
+    print(f"\nwindow size {args.window_size}; reference {len(reference.frame)} ag_news test texts; text threshold: ROC AUC > 0.60")
+    print(f"{'windows from':<26} {'windows':>7} {'flagged':>7} {'text AUC mean':>13} {'min':>6} {'max':>6} {'drifted cols (of 6)':>20}")
+    for name, n, f, mean, lo, hi, cols in rows:
+        print(f"{name:<26} {n:>7} {f:>7} {mean:>13.3f} {lo:>6.3f} {hi:>6.3f} {cols:>20.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_cost = sub.add_parser("cost", help="time and peak memory for logs of 10k and 100k predictions")
+    p_cost.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    p_shift = sub.add_parser("shift", help="false alarms and detections over windows with different seeds")
+    p_shift.add_argument("--windows", type=int, default=20)
+    p_shift.add_argument("--window-size", type=int, default=500)
+    for p in (p_cost, p_shift):
+        p.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "textops-monitoring-bench"))
+    p_once = sub.add_parser("_once")
+    p_once.add_argument("--reference", required=True)
+    p_once.add_argument("--log", required=True)
+    p_once.add_argument("--output", required=True)
+    args = parser.parse_args()
+    if args.command != "_once" and not DATASETS.is_dir():
+        sys.exit(f"the datasets are not at {DATASETS}; this benchmark reads ../shared/datasets")
+    {"cost": cost, "shift": shift, "_once": _run_once}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Fixtures for the monitoring tests: a real model trained in seconds, its reference, logs.
+
+The model is the project's own (``components/bare.py``: same tokenizer and model as the
+pipeline), trained on the generated demo data; logs are written in the serving log format with
+that model's real predictions.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import textops  # noqa: F401  (must precede any TensorFlow import)
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_DATASETS = (REPO / ".." / "shared" / "datasets").resolve()
+
+# Texts of another kind entirely (log lines and stack traces), for shift tests that need no
+# shared data.
+FOREIGN_TEXTS = [
+    f"{level} [{module}] request {n} failed after {n % 97} ms: {err} at {path}:{n % 500}"
+    for n, (level, module, err, path) in enumerate(
+        [
+            (lv, m, e, p)
+            for lv in ("ERROR", "WARN", "FATAL")
+            for m in ("db.pool", "http.client", "auth.jwt", "cache.redis", "queue.kafka")
+            for e in ("NullPointerException", "TimeoutError", "ECONNRESET", "OutOfMemoryError")
+            for p in ("src/main/App.java", "lib/net/socket.py", "pkg/server/handler.go")
+        ]
+        * 2
+    )
+]
+
+
+def shared_dataset(name: str) -> Path:
+    path = SHARED_DATASETS / name
+    if not (path / "test.csv").is_file():
+        pytest.skip(f"needs ../shared/datasets/{name} (the public datasets are not part of the repo)")
+    return path
+
+
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.skip("headless Chromium is not installed (apt-get install chromium); rendering checks skipped")
+
+
+def render(html_path: Path, png_path: Path, height: int = 2400) -> tuple[Path, str]:
+    """Screenshot and post-JavaScript DOM of a local page, with every network lookup refused."""
+    browser = chromium()
+    common = [
+        browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run",
+        "--host-resolver-rules=MAP * ~NOTFOUND", "--virtual-time-budget=15000",
+    ]
+    profile = png_path.parent / f"profile-{png_path.stem}"
+    subprocess.run(
+        [*common, f"--user-data-dir={profile}", f"--screenshot={png_path}", f"--window-size=1400,{height}", html_path.as_uri()],
+        check=True, capture_output=True, timeout=180,
+    )
+    dom = subprocess.run(
+        [*common, f"--user-data-dir={profile}-dom", "--dump-dom", html_path.as_uri()],
+        check=True, capture_output=True, timeout=180, text=True,
+    ).stdout
+    return png_path, dom
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from textops.demo import generate
+
+    d = generate(tmp_path_factory.mktemp("mon_demo_data"), train_rows=1200, test_rows=900, seed=11)
+    read = lambda name: pd.read_csv(d / name, dtype=str, keep_default_na=False)  # noqa: E731
+    return read("train.csv"), read("test.csv")
+
+
+@pytest.fixture(scope="session")
+def model_dir(demo_data, tmp_path_factory) -> Path:
+    from textops.components import bare, training
+
+    train, _ = demo_data
+    m = bare.train_bare(train.text.tolist(), train.label.tolist(), train_config=training.TrainConfig(epochs=3))
+    return Path(m.export(str(tmp_path_factory.mktemp("mon_model") / "1")))
+
+
+@pytest.fixture(scope="session")
+def reference_dir(demo_data, model_dir, tmp_path_factory) -> Path:
+    """Reference: the first 400 demo test texts, scored by the model; saved once."""
+    from textops.monitoring.reference import build_reference
+
+    _, test = demo_data
+    ref = build_reference(test.text[:400].tolist(), test.label[:400].tolist(), model_dir, source="demo test[:400]")
+    return ref.save(tmp_path_factory.mktemp("mon_reference"))
+
+
+@pytest.fixture()
+def held_out(demo_data) -> pd.DataFrame:
+    """Demo test rows the reference did not see (500 rows)."""
+    return demo_data[1].iloc[400:].reset_index(drop=True)
+
+
+def write_log(model_dir: Path, texts: list[str], out: Path, **kwargs) -> Path:
+    from textops.monitoring.simulate import write_prediction_log
+
+    write_prediction_log(model_dir, texts, out, **kwargs)
+    return out
