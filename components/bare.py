@@ -24,7 +24,9 @@ from textops.components.preprocessing import TransformConfig
 
 
 def ngram_lists(texts: Sequence[str], config: TransformConfig) -> tf.RaggedTensor:
-    return text_ops.text_to_ngrams(tf.constant(list(texts), dtype=tf.string), config.ngram_max, config.max_tokens)
+    return text_ops.text_to_ngrams(
+        tf.constant(list(texts), dtype=tf.string), config.ngram_max, config.max_tokens, config.boundaries
+    )
 
 
 def build_vocabulary(texts: Sequence[str], config: TransformConfig) -> list[bytes]:
@@ -59,9 +61,10 @@ class VocabularyTokenizer(tf.Module):
         )
         self.ngram_max = config.ngram_max
         self.max_tokens = config.max_tokens
+        self.boundaries = config.boundaries
 
     def __call__(self, text: tf.Tensor) -> tf.SparseTensor:
-        grams = text_ops.text_to_ngrams(text, self.ngram_max, self.max_tokens)
+        grams = text_ops.text_to_ngrams(text, self.ngram_max, self.max_tokens, self.boundaries)
         return grams.with_flat_values(self.table.lookup(grams.flat_values)).to_sparse()
 
 

@@ -25,7 +25,7 @@ from tfx.components.evaluator import executor as tfx_evaluator_executor
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
-from tfx.utils import json_utils
+from tfx.utils import json_utils, proto_utils
 
 from textops import features, model_repository
 from textops.components import metrics as metrics_lib
@@ -89,9 +89,35 @@ def build_eval_config(
     )
 
 
+def threshold_key(metric: str) -> str:
+    """Execution property (and Kubeflow pipeline parameter) holding a metric's lower bound."""
+    return f"min_{metric}"
+
+
+def apply_threshold_overrides(eval_config: tfma.EvalConfig, overrides: Dict[str, float]) -> tfma.EvalConfig:
+    """Sets the lower bounds of gated headline metrics (per-run values from pipeline parameters)."""
+    by_class = {cls.__name__: name for name, cls in metrics_lib.HEADLINE_CLASSES.items()}
+    seen = set()
+    for spec in eval_config.metrics_specs:
+        for metric in spec.metrics:
+            name = by_class.get(metric.class_name)
+            if name in overrides:
+                if not metric.per_slice_thresholds:
+                    raise ValueError(f"{name} is not gated in this pipeline; set evaluation.thresholds.{name} and recompile")
+                for pst in metric.per_slice_thresholds:
+                    pst.threshold.value_threshold.lower_bound.value = float(overrides[name])
+                seen.add(name)
+    unknown = sorted(set(overrides) - seen)
+    if unknown:
+        raise ValueError(f"no gated metric(s) {unknown} in the eval config")
+    return eval_config
+
+
 class TextOpsEvaluatorSpec(standard_component_specs.EvaluatorSpec):
     PARAMETERS = {
         **standard_component_specs.EvaluatorSpec.PARAMETERS,
+        # Per-run lower bounds (pipeline parameters on Kubeflow); unset: those of eval_config.
+        **{threshold_key(m): ExecutionParameter(type=float, optional=True) for m in metrics_lib.HEADLINE_METRICS},
         # <repository>/<model_name>: where the model in service lives.
         BASELINE_MODEL_DIR_KEY: ExecutionParameter(type=str),
         # Identifies the model in service when the pipeline was launched (part of the cache key,
@@ -109,6 +135,20 @@ class Executor(tfx_evaluator_executor.Executor):
         output_dict: Dict[str, List[types.Artifact]],
         exec_properties: Dict[str, Any],
     ) -> None:
+        overrides = {
+            m: exec_properties[threshold_key(m)]
+            for m in metrics_lib.HEADLINE_METRICS
+            if exec_properties.get(threshold_key(m)) is not None
+        }
+        if overrides:
+            config = tfma.EvalConfig()
+            proto_utils.json_to_proto(exec_properties[standard_component_specs.EVAL_CONFIG_KEY], config)
+            exec_properties = {
+                **exec_properties,
+                standard_component_specs.EVAL_CONFIG_KEY: proto_utils.proto_to_json(
+                    apply_threshold_overrides(config, overrides)
+                ),
+            }
         base = exec_properties[BASELINE_MODEL_DIR_KEY]
         repository, model_name = os.path.split(base.rstrip("/"))
         baseline = model_repository.latest_version(repository, model_name)
@@ -156,7 +196,9 @@ class Evaluator(base_beam_component.BaseBeamComponent):
         baseline_hint: Optional[str] = None,
         schema: Optional[types.BaseChannel] = None,
         example_splits: Optional[List[str]] = None,
+        thresholds: Optional[Dict[str, Any]] = None,
     ):
+        """``thresholds``: per-run lower bounds (floats or Kubeflow RuntimeParameters) of gated metrics."""
         spec = TextOpsEvaluatorSpec(
             examples=examples,
             model=model,
@@ -168,5 +210,6 @@ class Evaluator(base_beam_component.BaseBeamComponent):
             blessing=types.Channel(type=standard_artifacts.ModelBlessing),
             baseline_model_dir=baseline_model_dir,
             baseline_hint=baseline_hint or "",
+            **{threshold_key(m): v for m, v in (thresholds or {}).items()},
         )
         super().__init__(spec=spec)

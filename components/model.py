@@ -26,6 +26,8 @@ class BowConfig:
     # lazy_adam and adagrad update only the embedding rows a batch touches; Keras' Adam rewrites
     # the whole n-gram table every step (about 10x slower on a 200k-row table, same accuracy).
     optimizer: str = "lazy_adam"
+    # Linear decay of the learning rate to zero over this many steps (as fastText does); 0: constant.
+    decay_steps: int = 0
 
     def __post_init__(self) -> None:
         if self.vocab_size < 1:
@@ -61,7 +63,7 @@ class LazyAdam(keras.optimizers.Adam):
         v = self._velocities[self._index_dict[key]]
         # An embedding lookup yields one slice per occurrence: sum duplicates per row first.
         rows, positions = tf.unique(gradient.indices)
-        grads = tf.math.unsorted_segment_sum(gradient.values, positions, tf.shape(rows)[0])
+        grads = tf.math.unsorted_segment_sum(tf.cast(gradient.values, dtype), positions, tf.shape(rows)[0])
         m_rows = beta_1 * tf.gather(m, rows) + (1 - beta_1) * grads
         v_rows = beta_2 * tf.gather(v, rows) + (1 - beta_2) * tf.square(grads)
         m.scatter_update(tf.IndexedSlices(m_rows, rows))
@@ -181,12 +183,17 @@ def build_bow_model(config: BowConfig) -> keras.Model:
     x = EmbeddingBag(config.vocab_size, config.embedding_dim, name="ngram_embeddings")(ids)
     if config.dropout:
         x = keras.layers.Dropout(config.dropout)(x)
+    # float32 output even under a mixed_float16 policy: a float16 softmax loses precision.
     probabilities = keras.layers.Dense(
-        config.num_classes, activation="softmax", name="probabilities"
+        config.num_classes, activation="softmax", name="probabilities", dtype="float32"
     )(x)
     model = keras.Model(inputs={features.TOKENS_KEY: ids}, outputs=probabilities, name="bow")
     model.compile(
-        optimizer=_OPTIMIZERS[config.optimizer](config.learning_rate),
+        optimizer=_OPTIMIZERS[config.optimizer](
+            keras.optimizers.schedules.PolynomialDecay(config.learning_rate, config.decay_steps, 0.0)
+            if config.decay_steps
+            else config.learning_rate
+        ),
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=[
             keras.metrics.SparseCategoricalAccuracy(name="accuracy"),

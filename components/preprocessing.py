@@ -27,6 +27,7 @@ class TransformConfig:
     vocab_size: int = 1_000_000
     min_count: int = 1
     oov_buckets: int = 10_000
+    boundaries: bool = True  # n-grams with the text's start/end markers ("<s> what")
 
     def to_custom_config(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -65,7 +66,7 @@ def to_dense_strings(value: tf.Tensor | tf.SparseTensor) -> tf.Tensor:
 
 
 def token_ids(text: tf.Tensor, config: TransformConfig) -> tf.SparseTensor:
-    grams = text_ops.text_to_ngrams(text, config.ngram_max, config.max_tokens)
+    grams = text_ops.text_to_ngrams(text, config.ngram_max, config.max_tokens, config.boundaries)
     ids = tft.compute_and_apply_vocabulary(
         grams,
         top_k=config.vocab_size,

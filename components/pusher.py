@@ -30,6 +30,15 @@ PUSH_RECORD_FILE = "push.json"
 ALREADY_IN_SERVICE_KEY = "already_in_service"
 
 
+def _source_model(input_dict: Dict[str, List[types.Artifact]]) -> tuple[str, int]:
+    """The Trainer's model this push comes from (directly, or through the InfraValidator's copy)."""
+    models = input_dict.get(standard_component_specs.MODEL_KEY)
+    if models:
+        return models[0].uri, models[0].id
+    infra = artifact_utils.get_single_instance(input_dict[standard_component_specs.INFRA_BLESSING_KEY])
+    return infra.get_string_custom_property("source_model_uri"), 0
+
+
 class Executor(tfx_pusher_executor.Executor):
     def Do(
         self,
@@ -47,11 +56,11 @@ class Executor(tfx_pusher_executor.Executor):
         if destination.WhichOneof("destination") != "filesystem":
             raise NotImplementedError("textops' Pusher publishes to a filesystem model repository only")
         repository, model_name = os.path.split(destination.filesystem.base_directory.rstrip("/"))
-        model_artifact = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
+        source_uri, source_id = _source_model(input_dict)
         record = {
             "model_name": model_name,
-            "source_model_uri": model_artifact.uri,
-            "source_model_id": model_artifact.id,
+            "source_model_uri": source_uri,
+            "source_model_id": source_id,
             "pushed_at": time.time(),
         }
         blessing = input_dict.get(standard_component_specs.MODEL_BLESSING_KEY)
@@ -59,12 +68,12 @@ class Executor(tfx_pusher_executor.Executor):
             record["blessing_uri"] = blessing[0].uri
         in_service = model_repository.latest_version(repository, model_name)
         if in_service is not None and (
-            model_repository.read_push_record(in_service.path).get("source_model_uri") == model_artifact.uri
+            model_repository.read_push_record(in_service.path).get("source_model_uri") == source_uri
         ):
             # The candidate *is* the model in service (a rerun whose Trainer was cached): a
             # second copy under a new version number would only churn the servers.
             logging.info("Model %s is already in service as version %d; not pushing it again.",
-                         model_artifact.uri, in_service.version)
+                         source_uri, in_service.version)
             model_push.set_int_custom_property(ALREADY_IN_SERVICE_KEY, 1)
             self._MarkPushed(model_push, pushed_destination=in_service.path, pushed_version=str(in_service.version))
             return

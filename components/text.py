@@ -37,12 +37,26 @@ def tokenize(text: tf.Tensor, max_tokens: int | None = None) -> tf.RaggedTensor:
     return tokens
 
 
-def ngrams(tokens: tf.RaggedTensor, max_n: int) -> tf.RaggedTensor:
-    """Word n-grams of widths 1..max_n, joined by a space, per example."""
+BOS, EOS = "<s>", "</s>"
+
+
+def ngrams(tokens: tf.RaggedTensor, max_n: int, boundaries: bool = True) -> tf.RaggedTensor:
+    """Word n-grams of widths 1..max_n, joined by a space, per example.
+
+    With ``boundaries`` the n-grams of width >= 2 include the text's start and end ("<s> what",
+    "how many", "today </s>"): where a word stands carries meaning (the first word of a question,
+    a sign-off), which a bag of n-grams otherwise loses.
+    """
     if max_n <= 1:
         return tokens
-    return tf.strings.ngrams(tokens, ngram_width=tuple(range(1, max_n + 1)), separator=" ")
+    plain = tf.strings.ngrams(tokens, ngram_width=1, separator=" ")
+    if not boundaries:
+        return tf.concat([plain, tf.strings.ngrams(tokens, tuple(range(2, max_n + 1)), separator=" ")], axis=1)
+    wider = tf.strings.ngrams(
+        tokens, ngram_width=tuple(range(2, max_n + 1)), separator=" ", pad_values=(BOS, EOS), padding_width=1
+    )
+    return tf.concat([plain, wider], axis=1)
 
 
-def text_to_ngrams(text: tf.Tensor, max_n: int, max_tokens: int | None = None) -> tf.RaggedTensor:
-    return ngrams(tokenize(text, max_tokens), max_n)
+def text_to_ngrams(text: tf.Tensor, max_n: int, max_tokens: int | None = None, boundaries: bool = True) -> tf.RaggedTensor:
+    return ngrams(tokenize(text, max_tokens), max_n, boundaries)

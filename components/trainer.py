@@ -9,6 +9,14 @@ from typing import Any, Mapping
 
 import tensorflow as tf
 import tensorflow_transform as tft
+import tf_keras as keras
+from tfx import types
+from tfx.components.trainer import executor as tfx_trainer_executor
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.proto import trainer_pb2
+from tfx.types import standard_artifacts, standard_component_specs
+from tfx.types.component_spec import ExecutionParameter
+from tfx.utils import json_utils
 from tfx_bsl.public import tfxio
 
 from textops import features
@@ -31,6 +39,8 @@ class TrainerConfig:
     shuffle_buffer: int = 100_000
     seed: int = 42
     strategy: str = "mirrored"
+    mixed_precision: str = "auto"  # auto | on | off
+    lr_decay: bool = True
 
     def to_custom_config(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -54,15 +64,30 @@ def _dataset(file_pattern, data_accessor, tft_output) -> tf.data.Dataset:
     )
 
 
+def configure_precision(mode: str) -> str:
+    """Sets the Keras dtype policy; returns it. ``auto``: mixed_float16 when a GPU is present."""
+    if mode not in ("auto", "on", "off"):
+        raise ValueError(f"mixed_precision must be auto, on or off, got {mode!r}")
+    use = mode == "on" or (mode == "auto" and bool(tf.config.list_physical_devices("GPU")))
+    policy = "mixed_float16" if use else "float32"
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
 def run_fn(fn_args) -> None:
     """Entry point named in the Trainer component (``run_fn``)."""
     config = TrainerConfig.from_custom_config(fn_args.custom_config or {})
+    configure_precision(config.mixed_precision)
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     class_names = [c.decode("utf-8") for c in tft_output.vocabulary_by_name(features.LABEL_VOCAB_NAME)]
     vocab_size = tft_output.vocabulary_size_by_name(features.TOKEN_VOCAB_NAME) + config.oov_buckets
 
     train_config = training.TrainConfig(
-        epochs=config.epochs, batch_size=config.batch_size, shuffle_buffer=config.shuffle_buffer, seed=config.seed
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        shuffle_buffer=config.shuffle_buffer,
+        seed=config.seed,
+        lr_decay=config.lr_decay,
     )
     train_ds = training.prepare_dataset(
         _dataset(fn_args.train_files, fn_args.data_accessor, tft_output),
@@ -95,3 +120,59 @@ def run_fn(fn_args) -> None:
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "history.json"), "w") as f:
         json.dump({"history": history, "classes": class_names, "vocab_size": vocab_size}, f, indent=2)
+
+
+# -- the Trainer component: TFX's, plus an ``epochs`` parameter a pipeline run can override ----
+
+EPOCHS_KEY = "epochs"
+
+
+class TextTrainerSpec(standard_component_specs.TrainerSpec):
+    PARAMETERS = {
+        **standard_component_specs.TrainerSpec.PARAMETERS,
+        # Overrides custom_config["epochs"]; a RuntimeParameter on Kubeflow (per-run setting).
+        EPOCHS_KEY: ExecutionParameter(type=int, optional=True),
+    }
+
+
+class _Executor(tfx_trainer_executor.GenericExecutor):
+    def Do(self, input_dict, output_dict, exec_properties):
+        epochs = exec_properties.get(EPOCHS_KEY)
+        if epochs:
+            if int(epochs) < 1:
+                raise ValueError(f"epochs must be >= 1, got {epochs}")
+            custom = json.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "{}")
+            custom["epochs"] = int(epochs)
+            exec_properties = {**exec_properties, standard_component_specs.CUSTOM_CONFIG_KEY: json.dumps(custom)}
+        return super().Do(input_dict, output_dict, exec_properties)
+
+
+class Trainer(base_component.BaseComponent):
+    """TFX's generic Trainer running ``run_fn`` with an overridable ``epochs`` parameter."""
+
+    SPEC_CLASS = TextTrainerSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(_Executor)
+
+    def __init__(
+        self,
+        examples: types.BaseChannel,
+        transform_graph: types.BaseChannel,
+        schema: types.BaseChannel,
+        run_fn: str,
+        custom_config: dict,
+        epochs=None,
+    ):
+        super().__init__(
+            spec=TextTrainerSpec(
+                examples=examples,
+                transform_graph=transform_graph,
+                schema=schema,
+                train_args=trainer_pb2.TrainArgs(),
+                eval_args=trainer_pb2.EvalArgs(),
+                run_fn=run_fn,
+                custom_config=json_utils.dumps(custom_config),
+                epochs=epochs,
+                model=types.Channel(type=standard_artifacts.Model),
+                model_run=types.Channel(type=standard_artifacts.ModelRun),
+            )
+        )

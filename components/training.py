@@ -26,6 +26,7 @@ class TrainConfig:
     batch_size: int = 32
     shuffle_buffer: int = 100_000
     seed: int = 42
+    lr_decay: bool = True  # linear decay to 0 over the whole run
 
 
 def prepare_dataset(
@@ -54,6 +55,10 @@ def train(
     """Builds the model under ``strategy`` and fits it; returns the model and its history."""
     keras.utils.set_random_seed(config.seed)
     strategy = strategy or tf.distribute.get_strategy()
+    if config.lr_decay and not model_config.decay_steps:
+        # One pass to count the batches (it also fills the dataset cache the first epoch reads).
+        steps = int(train_dataset.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+        model_config = dataclasses.replace(model_config, decay_steps=max(1, steps * config.epochs))
     with strategy.scope():
         model = model_lib.build_bow_model(model_config)
     callbacks: list[keras.callbacks.Callback] = []

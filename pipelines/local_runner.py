@@ -199,4 +199,22 @@ def run_local(
     summary["output"] = str(paths.output)
     summary["model_repository"] = paths.model_repository
     summary_lib.write_summary(str(paths.summary), summary)
+    if summary.get("evaluation_uri"):
+        summary["analysis_report"] = _write_report(summary, progress)
+        summary_lib.write_summary(str(paths.summary), summary)
     return summary
+
+
+def _write_report(summary: dict[str, Any], progress: ProgressFn) -> Optional[str]:
+    """The model-analysis HTML page after every evaluation; a report problem never fails the run."""
+    from textops.monitoring.analysis_report import write_analysis_report
+
+    started = time.monotonic()
+    try:
+        path = str(write_analysis_report(summary))
+    except Exception as exc:  # noqa: BLE001 - reported, and the run's own result stands
+        logging.getLogger(__name__).exception("model-analysis report failed")
+        progress(f"model-analysis report failed ({type(exc).__name__}: {exc}); `textops report --run` retries it")
+        return None
+    progress(f"model-analysis report: {path} ({time.monotonic() - started:.1f}s)")
+    return path

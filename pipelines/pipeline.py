@@ -8,7 +8,7 @@ the very same object, so a local run is the cluster run's dress rehearsal.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Any, Optional
 
 from tfx import v1 as tfx
 from tfx.orchestration import pipeline as tfx_pipeline
@@ -16,6 +16,7 @@ from tfx.proto import example_gen_pb2
 
 from textops import model_repository
 from textops.components import evaluator as evaluator_lib
+from textops.components import infra_validator as infra_validator_lib
 from textops.components import preprocessing, pusher as pusher_lib, trainer as trainer_lib, validation
 from textops.data import DataSource
 from textops.settings import Settings
@@ -34,8 +35,23 @@ COMPONENT_ORDER = (
     "Transform",
     "Trainer",
     "Evaluator",
+    "InfraValidator",
     "Pusher",
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class RunParameters:
+    """What users change per run. Plain values locally; Kubeflow RuntimeParameters on a cluster
+    (pipeline parameters of the compiled job, flowing into the components below)."""
+
+    data_root: Any
+    epochs: Any
+    thresholds: dict[str, Any]
+
+    @classmethod
+    def from_settings(cls, settings: Settings, source: DataSource) -> "RunParameters":
+        return cls(source.input_base, settings.training.epochs, settings.evaluation.thresholds.gated())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +66,7 @@ class Locations:
     baseline_hint: Optional[str] = None
 
 
-def _example_gen(source: DataSource, settings: Settings):
+def _example_gen(source: DataSource, settings: Settings, data_root: Any):
     if source.has_given_split:
         input_config = example_gen_pb2.Input(
             splits=[
@@ -72,12 +88,18 @@ def _example_gen(source: DataSource, settings: Settings):
             )
         )
     cls = tfx.components.CsvExampleGen if source.format == "csv" else tfx.components.ImportExampleGen
-    return cls(input_base=source.input_base, input_config=input_config, output_config=output_config)
+    return cls(input_base=data_root, input_config=input_config, output_config=output_config)
 
 
-def create_pipeline(settings: Settings, source: DataSource, locations: Locations) -> tfx_pipeline.Pipeline:
+def create_pipeline(
+    settings: Settings,
+    source: DataSource,
+    locations: Locations,
+    parameters: Optional[RunParameters] = None,
+) -> tfx_pipeline.Pipeline:
     data = settings.data
-    example_gen = _example_gen(source, settings)
+    parameters = parameters or RunParameters.from_settings(settings, source)
+    example_gen = _example_gen(source, settings, parameters.data_root)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     if settings.schema_.schema_file is not None:
         schema_gen = tfx.components.ImportSchemaGen(schema_file=str(settings.schema_.schema_file))
@@ -106,12 +128,13 @@ def create_pipeline(settings: Settings, source: DataSource, locations: Locations
             vocab_size=settings.transform.vocab_size,
             min_count=settings.transform.min_count,
             oov_buckets=settings.transform.oov_buckets,
+            boundaries=settings.transform.boundaries,
         ).to_custom_config(),
     )
     # The gate must pass before anything is transformed or trained.
     transform.add_upstream_node(example_validator)
 
-    trainer = tfx.components.Trainer(
+    trainer = trainer_lib.Trainer(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
@@ -127,7 +150,10 @@ def create_pipeline(settings: Settings, source: DataSource, locations: Locations
             shuffle_buffer=settings.training.shuffle_buffer,
             seed=settings.training.seed,
             strategy=settings.training.strategy,
+            mixed_precision=settings.training.mixed_precision,
+            lr_decay=settings.training.lr_decay,
         ).to_custom_config(),
+        epochs=parameters.epochs,
     )
     model_base = model_repository.model_dir(locations.model_repository, settings.push.model_name)
     evaluator = evaluator_lib.Evaluator(
@@ -141,9 +167,18 @@ def create_pipeline(settings: Settings, source: DataSource, locations: Locations
         ),
         baseline_model_dir=model_base,
         baseline_hint=locations.baseline_hint,
+        thresholds=parameters.thresholds,
     )
-    pusher = pusher_lib.Pusher(
+    infra_validator = infra_validator_lib.InfraValidator(
         model=trainer.outputs["model"],
+        examples=example_gen.outputs["examples"],
+        text_column=data.text_column,
+        model_name=settings.push.model_name,
+    )
+    # The Pusher publishes the InfraValidator's copy of the model (with TF Serving warmup
+    # records) once both the Evaluator and the InfraValidator blessed it.
+    pusher = pusher_lib.Pusher(
+        infra_blessing=infra_validator.outputs["blessing"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=model_base)
@@ -152,7 +187,17 @@ def create_pipeline(settings: Settings, source: DataSource, locations: Locations
     return tfx.dsl.Pipeline(
         pipeline_name=settings.pipeline.name,
         pipeline_root=locations.pipeline_root,
-        components=[example_gen, statistics_gen, schema_gen, example_validator, transform, trainer, evaluator, pusher],
+        components=[
+            example_gen,
+            statistics_gen,
+            schema_gen,
+            example_validator,
+            transform,
+            trainer,
+            evaluator,
+            infra_validator,
+            pusher,
+        ],
         enable_cache=settings.pipeline.enable_cache,
         metadata_connection_config=locations.metadata_connection_config,
         beam_pipeline_args=list(locations.beam_pipeline_args),

@@ -10,10 +10,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 extras=()
+system_tools=0
 for arg in "$@"; do
   case "$arg" in
-    --dev) extras+=(dev) ;;
-    --bench) extras+=(dev bench) ;;
+    --dev) extras+=(dev); system_tools=1 ;;
+    --bench) extras+=(dev bench); system_tools=1 ;;
     -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option $arg (use --dev or --bench)" >&2; exit 2 ;;
   esac
@@ -42,6 +43,26 @@ fi
 if ! .venv/bin/python -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 10) else 1)'; then
   echo "setup.sh: .venv is not Python 3.10; remove it (rm -rf .venv) and run again." >&2
   exit 1
+fi
+
+# Test tools from the system's packages: headless Chromium (screenshots of the HTML reports),
+# promtool (checks the Prometheus alert rules), wrk (serving benchmark). Optional: tests that
+# need them skip with the reason when they are missing.
+if [ "$system_tools" = 1 ]; then
+  need=()
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+  command -v wrk >/dev/null 2>&1 || need+=(wrk)
+  if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      echo "setup.sh: installing ${need[*]} (Debian packages) for the browser, alert-rule and load tests"
+      if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; }; then
+        echo "setup.sh: could not install ${need[*]}; the tests that need them will be skipped" >&2
+      fi
+    else
+      echo "setup.sh: ${need[*]} not installed (needs root and apt-get); the tests that need them will be skipped"
+    fi
+  fi
 fi
 
 spec="."

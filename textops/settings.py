@@ -52,6 +52,7 @@ class TransformSettings(_Section):
     vocab_size: int = Field(1_000_000, ge=10, description="most frequent n-grams kept")
     min_count: int = Field(1, ge=1, description="n-grams seen fewer times are out of vocabulary")
     oov_buckets: int = Field(10_000, ge=1, description="hash buckets for out-of-vocabulary n-grams")
+    boundaries: bool = Field(True, description='n-grams with start/end markers, e.g. "<s> what"')
 
 
 class ModelSettings(_Section):
@@ -64,7 +65,10 @@ class TrainingSettings(_Section):
     epochs: int = Field(5, ge=1)
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(0.01, gt=0.0)
+    lr_decay: bool = Field(True, description="linear decay of the learning rate to 0 (as fastText)")
     strategy: Literal["auto", "one_device", "mirrored", "multi_worker"] = "mirrored"
+    # float16 compute with float32 variables; "auto" switches it on when a GPU is present.
+    mixed_precision: Literal["auto", "on", "off"] = "auto"
     seed: int = 42
     shuffle_buffer: int = Field(100_000, ge=1)
 
@@ -111,6 +115,82 @@ class BeamSettings(_Section):
         ]
 
 
+class Toleration(_Section):
+    """A Kubernetes toleration (the GPU node pool's taint, typically)."""
+
+    key: Optional[str] = None
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: Optional[str] = None
+    effect: Optional[Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]] = None
+    toleration_seconds: Optional[int] = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Toleration":
+        if self.operator == "Exists" and self.value is not None:
+            raise ValueError("a toleration with operator Exists must not set a value")
+        if self.operator == "Equal" and self.key is None:
+            raise ValueError("a toleration with operator Equal needs a key")
+        return self
+
+
+class ResourceSettings(_Section):
+    cpu: Optional[str] = Field(None, pattern=r"^[0-9]+(\.[0-9]+)?m?$", description='e.g. "4" or "500m"')
+    memory: Optional[str] = Field(None, pattern=r"^[0-9]+(\.[0-9]+)?(K|M|G|T|Ki|Mi|Gi|Ti)?$", description='e.g. "16G"')
+    gpus: int = Field(0, ge=0)
+    gpu_resource: str = "nvidia.com/gpu"  # the Kubernetes extended resource the device plugin exposes
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+
+
+class TrainerResourceSettings(ResourceSettings):
+    """The Trainer's pod: one GPU on a GPU node pool by default (tolerating the usual GPU taint)."""
+
+    cpu: Optional[str] = Field("4", pattern=r"^[0-9]+(\.[0-9]+)?m?$")
+    memory: Optional[str] = Field("16G", pattern=r"^[0-9]+(\.[0-9]+)?(K|M|G|T|Ki|Mi|Gi|Ti)?$")
+    gpus: int = Field(1, ge=0)
+    tolerations: list[Toleration] = Field(
+        default_factory=lambda: [Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")]
+    )
+
+
+class DefaultResourceSettings(ResourceSettings):
+    cpu: Optional[str] = Field("2", pattern=r"^[0-9]+(\.[0-9]+)?m?$")
+    memory: Optional[str] = Field("8G", pattern=r"^[0-9]+(\.[0-9]+)?(K|M|G|T|Ki|Mi|Gi|Ti)?$")
+
+
+class KubeflowBeamSettings(_Section):
+    """Where Beam-based components (ExampleGen, StatisticsGen, Transform, Evaluator) run on Kubeflow."""
+
+    runner: Literal["direct", "dataflow", "flink", "spark"] = "direct"
+    # Runner options without the leading "--", e.g. {project: p, region: europe-west4} for
+    # Dataflow, {flink_master: "host:8081"} for Flink, {spark_master_url: "spark://host:7077"}.
+    options: dict[str, str] = Field(default_factory=dict)
+
+    _REQUIRED = {"dataflow": ("project", "region"), "flink": ("flink_master",), "spark": ("spark_master_url",)}
+
+    @model_validator(mode="after")
+    def _required_options(self) -> "KubeflowBeamSettings":
+        missing = [o for o in self._REQUIRED.get(self.runner, ()) if o not in self.options]
+        if missing:
+            raise ValueError(f"beam runner {self.runner!r} needs options {missing} (kubeflow.beam.options)")
+        return self
+
+
+class KubeflowSettings(_Section):
+    image: str = "textops-pipeline:latest"  # built from deploy/kubeflow/Dockerfile; push it to your registry
+    pipeline_root: Optional[str] = None  # gs://, s3:// or minio:// (MinIO in a KFP install)
+    data_root: Optional[str] = None  # default of the data_root pipeline parameter
+    model_repository: Optional[str] = None  # where the Pusher publishes and serving reads
+    # Split patterns relative to data_root (remote data is not listed at compile time). Unset:
+    # train.csv + test.csv when train_pattern/eval_pattern are both unset and the data is local
+    # and discoverable; otherwise every *.csv under data_root, split by hash buckets.
+    train_pattern: Optional[str] = None
+    eval_pattern: Optional[str] = None
+    beam: KubeflowBeamSettings = Field(default_factory=KubeflowBeamSettings)
+    trainer: TrainerResourceSettings = Field(default_factory=TrainerResourceSettings)
+    default_resources: DefaultResourceSettings = Field(default_factory=DefaultResourceSettings)
+
+
 class PipelineSettings(_Section):
     name: str = Field("textops", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
     enable_cache: bool = True
@@ -126,6 +206,7 @@ class Settings(_Section):
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     push: PushSettings = Field(default_factory=PushSettings)
     beam: BeamSettings = Field(default_factory=BeamSettings)
+    kubeflow: KubeflowSettings = Field(default_factory=KubeflowSettings)
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 

@@ -18,7 +18,7 @@ from textops import model_repository
 pytestmark = pytest.mark.e2e
 
 FAST = ["--set", "training.epochs=3"]
-TRAINING_COMPONENTS = {"Transform", "Trainer", "Evaluator", "Pusher"}
+TRAINING_COMPONENTS = {"Transform", "Trainer", "Evaluator", "InfraValidator", "Pusher"}
 
 
 def _tree_digest(path: Path) -> str:
@@ -43,7 +43,8 @@ def test_first_run_is_blessed_and_pushed_with_progress_and_summary(first_run):
     assert s["status"] == "pushed" and s["blessed"] is True and s["exit_code"] == 0
     names = [c["name"] for c in s["components"]]
     assert names == [
-        "CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer", "Evaluator", "Pusher",
+        "CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer", "Evaluator",
+        "InfraValidator", "Pusher",
     ]
     assert all(c["state"] == "complete" for c in s["components"])
     for name in names:  # per-component progress with elapsed time on the console
@@ -55,6 +56,10 @@ def test_first_run_is_blessed_and_pushed_with_progress_and_summary(first_run):
     assert version is not None and s["pushed"]["version"] == version.version
     assert s["baseline"] is None  # nothing in service before the first push
     assert "BLESSED and pushed" in proc.stdout
+    # Infra validation stamped TF Serving warmup records into the pushed version.
+    assert (Path(version.path) / "assets.extra" / "tf_serving_warmup_requests").stat().st_size > 0
+    # The model-analysis page was written after the evaluation.
+    assert Path(s["analysis_report"]).is_file() and "model-analysis report" in proc.stdout
 
 
 def test_pushed_model_serves_what_the_evaluator_scored_in_a_fresh_process(first_run, demo_dir):

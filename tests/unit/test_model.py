@@ -75,3 +75,19 @@ def test_strategy_factory():
         distribution.make_strategy("multi_worker", tf_config="{nope")
     with pytest.raises(ValueError, match="unknown strategy"):
         distribution.make_strategy("tpu")  # type: ignore[arg-type]
+
+
+def test_mixed_precision_trains_with_float32_variables_and_output():
+    from textops.components.trainer import configure_precision
+
+    try:
+        assert configure_precision("on") == "mixed_float16"
+        rows = [[0, 1], [0, 2], [3, 4], [4, 5]] * 10
+        ds = tf.data.Dataset.from_tensor_slices(({"tokens": _sparse(rows)}, np.array([0, 0, 1, 1] * 10))).batch(8)
+        model = build_bow_model(BowConfig(vocab_size=6, num_classes=2, embedding_dim=8, learning_rate=0.05))
+        model.fit(ds, epochs=5, verbose=0)
+        assert model.layers[1].embeddings.dtype == tf.float32 and model.output.dtype == tf.float32
+        assert model.evaluate(ds, verbose=0)[1] == 1.0
+        assert configure_precision("auto") == "float32"  # no GPU here
+    finally:
+        configure_precision("off")

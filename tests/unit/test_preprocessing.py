@@ -41,8 +41,8 @@ def test_ngram_ids_label_vocabulary_and_no_space_scripts():
     assert vocab == ["pos", "neg"]  # most frequent first
     assert labels == [0, 0, 1, 0]
     ids = [np.asarray(r[features.TOKENS_KEY]) for r in transformed]
-    assert len(ids[0]) == 3  # good, movie, "good movie"
-    assert len(ids[3]) == 7 + 6  # 7 characters + 6 character bigrams, not one token
+    assert len(ids[0]) == 2 + 3  # good, movie; "<s> good", "good movie", "movie </s>"
+    assert len(ids[3]) == 7 + 8  # 7 characters + 8 character bigrams (with the two boundaries), not one token
     token_vocab = output.vocabulary_by_name(features.TOKEN_VOCAB_NAME)
     assert b"good movie" in token_vocab and "喜 欢".encode() in token_vocab
 

@@ -37,7 +37,13 @@ def test_max_tokens_truncates():
 
 
 def test_ngrams_of_words_and_of_chinese_characters():
-    grams = text.text_to_ngrams(tf.constant(["New York city", "机器学习"]), max_n=2).to_list()
+    grams = text.text_to_ngrams(tf.constant(["New York city", "机器学习"]), max_n=2, boundaries=False).to_list()
     assert [g.decode() for g in grams[0]] == ["new", "york", "city", "new york", "york city"]
     assert "机 器" in [g.decode() for g in grams[1]]
     assert len(grams[1]) == 4 + 3
+
+
+def test_boundary_ngrams_mark_where_the_text_starts_and_ends():
+    grams = text.text_to_ngrams(tf.constant(["How many dogs", ""]), max_n=2).to_list()
+    assert [g.decode() for g in grams[0]] == ["how", "many", "dogs", "<s> how", "how many", "many dogs", "dogs </s>"]
+    assert [g.decode() for g in grams[1]] == ["<s> </s>"]  # empty text: one (uninformative) feature

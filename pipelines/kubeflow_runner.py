@@ -1,0 +1,259 @@
+"""Compiles the same pipeline for Kubeflow Pipelines v2, and submits or schedules it.
+
+``create_pipeline`` builds the very object the local runner runs; this module only decides where
+it runs: the container image, the pipeline root on object storage, the Beam runner, the
+Trainer's GPUs and node pool, and which settings become pipeline parameters.
+
+The output is a KFP package (YAML: the PipelineSpec, then a PlatformSpec with the Kubernetes
+node selector and tolerations of the Trainer), which ``kfp.Client`` uploads to an open-source
+KFP backend; a ``.json`` output is TFX's PipelineJob (Vertex AI), which has no PlatformSpec.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import tempfile
+from typing import Any, Optional
+
+import yaml
+
+from textops import data as data_lib
+from textops.components import metrics as metrics_lib
+from textops.errors import TextOpsError
+from textops.settings import KubeflowBeamSettings, ResourceSettings, Settings
+
+TRAINER = "Trainer"
+# The gate reads the model in service at run time: a cached Evaluator/Pusher would reuse a
+# decision taken against another baseline, so their caching is off on Kubeflow.
+UNCACHED = ("Evaluator", "Pusher")
+PARAMETERS = ("data_root", "epochs", *(f"min_{m}" for m in metrics_lib.HEADLINE_METRICS))
+
+
+class CompileError(TextOpsError):
+    pass
+
+
+@dataclasses.dataclass
+class CompiledJob:
+    pipeline_spec: dict
+    platform_spec: dict
+    pipeline_job: dict  # TFX's PipelineJob JSON (Vertex AI form)
+    path: str
+
+
+def beam_args(beam: KubeflowBeamSettings, pipeline_root: str, image: str) -> list[str]:
+    """Beam pipeline args for the chosen runner (DirectRunner inside the component's pod by default)."""
+    options = dict(beam.options)
+    if beam.runner == "direct":
+        args = ["--direct_running_mode=multi_processing", "--direct_num_workers=0"]
+    elif beam.runner == "dataflow":
+        options.setdefault("temp_location", f"{pipeline_root.rstrip('/')}/beam-tmp")
+        options.setdefault("sdk_container_image", image)  # workers import textops from the image
+        args = ["--runner=DataflowRunner"]
+    else:  # flink / spark: portable runners; the SDK harness runs the pipeline image
+        options.setdefault("environment_type", "DOCKER")
+        options.setdefault("environment_config", image)
+        args = [f"--runner={'FlinkRunner' if beam.runner == 'flink' else 'SparkRunner'}"]
+    return args + [f"--{k}={v}" for k, v in sorted(options.items())]
+
+
+def _cpu(value: Optional[str]) -> Optional[float]:
+    if value is None:
+        return None
+    return float(value[:-1]) / 1000 if value.endswith("m") else float(value)
+
+
+_MEMORY_UNITS = {"": 1e-9, "K": 1e-6, "M": 1e-3, "G": 1.0, "T": 1e3, "Ki": 1024 / 1e9, "Mi": 1024**2 / 1e9,
+                 "Gi": 1024**3 / 1e9, "Ti": 1024**4 / 1e9}
+
+
+def _memory_gb(value: Optional[str]) -> Optional[float]:
+    if value is None:
+        return None
+    number, unit = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", value).groups()
+    return round(float(number) * _MEMORY_UNITS[unit], 3)
+
+
+def _resource_spec(resources: ResourceSettings):
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    spec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec()
+    if resources.cpu is not None:
+        spec.cpu_limit = _cpu(resources.cpu)
+    if resources.memory is not None:
+        spec.memory_limit = _memory_gb(resources.memory)
+    if resources.gpus:
+        spec.accelerator.type = resources.gpu_resource
+        spec.accelerator.count = resources.gpus
+    return spec
+
+
+def kubernetes_executor_config(resources: ResourceSettings) -> dict:
+    """The PlatformSpec entry the open-source KFP driver applies to a task's pod."""
+    config: dict[str, Any] = {}
+    if resources.node_selector:
+        from google.protobuf import json_format
+        from kfp.kubernetes import kubernetes_executor_config_pb2 as k8s
+
+        proto = k8s.KubernetesExecutorConfig()
+        proto.node_selector.labels.update(resources.node_selector)
+        config.update(json_format.MessageToDict(proto))
+    if resources.tolerations:
+        # KubernetesExecutorConfig.tolerations (KFP backend >= 2.1 applies it to the pod).
+        config["tolerations"] = [
+            {
+                k: v
+                for k, v in {
+                    "key": t.key,
+                    "operator": t.operator,
+                    "value": t.value,
+                    "effect": t.effect,
+                    "tolerationSeconds": t.toleration_seconds,
+                }.items()
+                if v is not None
+            }
+            for t in resources.tolerations
+        ]
+    return config
+
+
+def _source(settings: Settings, data_root: str) -> data_lib.DataSource:
+    kf = settings.kubeflow
+    fmt = settings.data.format if settings.data.format != "auto" else "csv"
+    if kf.train_pattern or kf.eval_pattern:
+        if not (kf.train_pattern and kf.eval_pattern):
+            raise CompileError("set both kubeflow.train_pattern and kubeflow.eval_pattern, or neither")
+        return data_lib.DataSource(data_root, fmt, train_pattern=kf.train_pattern, eval_pattern=kf.eval_pattern)
+    if "://" not in data_root and os.path.exists(data_root):
+        return data_lib.discover(data_root, settings.data)
+    return data_lib.DataSource(data_root, fmt, single_pattern="*.csv" if fmt == "csv" else "*.tfrecord*")
+
+
+def build_pipeline(settings: Settings, data_root: Optional[str] = None):
+    """The pipeline object as compiled for Kubeflow (pipeline parameters, resources)."""
+    from tfx import v1 as tfx
+
+    from textops.pipelines.pipeline import Locations, RunParameters, create_pipeline
+
+    kf = settings.kubeflow
+    data_root = data_root or kf.data_root
+    missing = [
+        name
+        for name, value in (
+            ("kubeflow.pipeline_root", kf.pipeline_root),
+            ("kubeflow.model_repository", kf.model_repository),
+            ("kubeflow.data_root (or --data)", data_root),
+        )
+        if not value
+    ]
+    if missing:
+        raise CompileError(
+            f"set {', '.join(missing)} to compile for Kubeflow: object-storage locations the pods can reach "
+            "(gs://..., s3://..., or minio://... on a KFP install with MinIO)"
+        )
+    param = tfx.dsl.experimental.RuntimeParameter
+    parameters = RunParameters(
+        data_root=param(name="data_root", ptype=str, default=data_root),
+        epochs=param(name="epochs", ptype=int, default=settings.training.epochs),
+        thresholds={
+            m: param(name=f"min_{m}", ptype=float, default=float(v))
+            for m, v in settings.evaluation.thresholds.gated().items()
+        },
+    )
+    locations = Locations(
+        pipeline_root=kf.pipeline_root,
+        model_repository=kf.model_repository,
+        beam_pipeline_args=tuple(beam_args(kf.beam, kf.pipeline_root, kf.image)),
+    )
+    pipeline = create_pipeline(settings, _source(settings, data_root), locations, parameters)
+    for component in pipeline.components:
+        resources = kf.trainer if component.id == TRAINER else kf.default_resources
+        component.with_platform_config(_resource_spec(resources))
+    return pipeline
+
+
+def compile_pipeline(settings: Settings, output: str, data_root: Optional[str] = None) -> CompiledJob:
+    from tfx import v1 as tfx
+
+    kf = settings.kubeflow
+    pipeline = build_pipeline(settings, data_root)
+    with tempfile.TemporaryDirectory() as tmp:
+        runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
+            config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
+                default_image=kf.image, display_name=settings.pipeline.name
+            ),
+            output_dir=tmp,
+            output_filename="pipeline_job.json",
+        )
+        runner.run(pipeline, write_out=True)
+        with open(os.path.join(tmp, "pipeline_job.json")) as f:
+            job = json.load(f)
+    spec = job["pipelineSpec"]
+    spec["defaultPipelineRoot"] = kf.pipeline_root
+    for name in UNCACHED:
+        task = spec["root"]["dag"]["tasks"].get(name)
+        if task is not None:
+            task.setdefault("cachingOptions", {})["enableCache"] = False
+    executors: dict[str, dict] = {}
+    for task_name, task in spec["root"]["dag"]["tasks"].items():
+        resources = kf.trainer if task_name == TRAINER else kf.default_resources
+        config = kubernetes_executor_config(resources)
+        if config:
+            label = spec["components"][task["componentRef"]["name"]]["executorLabel"]
+            executors[label] = config
+    platform = {"platforms": {"kubernetes": {"deploymentSpec": {"executors": executors}}}} if executors else {}
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    if output.endswith(".json"):
+        with open(output, "w") as f:
+            json.dump(job, f, indent=2, sort_keys=True)
+    else:
+        with open(output, "w") as f:
+            yaml.safe_dump_all([spec, platform] if platform else [spec], f, sort_keys=True)
+    return CompiledJob(spec, platform, job, output)
+
+
+def normalize_cron(expression: str) -> str:
+    """KFP's cron has a seconds field (6 fields); a standard 5-field expression gets "0 " in front."""
+    fields = expression.split()
+    if len(fields) == 5:
+        return "0 " + expression.strip()
+    if len(fields) == 6:
+        return expression.strip()
+    raise TextOpsError(f"--schedule {expression!r} is not a cron expression (5 or 6 fields, e.g. '0 3 * * *')")
+
+
+def submit(
+    package: str,
+    host: str,
+    experiment: str,
+    run_name: str,
+    parameters: Optional[dict[str, Any]] = None,
+    schedule: Optional[str] = None,
+    namespace: Optional[str] = None,
+) -> dict[str, Any]:
+    """Creates a run, or a recurring run (no catch-up, at most one run at a time)."""
+    import kfp
+
+    unknown = sorted(set(parameters or {}) - set(PARAMETERS))
+    if unknown:
+        raise TextOpsError(f"unknown pipeline parameter(s) {unknown}; the pipeline has {list(PARAMETERS)}")
+    client = kfp.Client(host=host, namespace=namespace or "kubeflow")
+    if schedule:
+        exp = client.create_experiment(experiment, namespace=namespace)
+        recurring = client.create_recurring_run(
+            experiment_id=exp.experiment_id,
+            job_name=run_name,
+            cron_expression=normalize_cron(schedule),
+            pipeline_package_path=package,
+            params=parameters or {},
+            no_catchup=True,
+            max_concurrency=1,
+        )
+        return {"recurring_run_id": recurring.recurring_run_id, "experiment_id": exp.experiment_id}
+    run = client.create_run_from_pipeline_package(
+        package, arguments=parameters or {}, run_name=run_name, experiment_name=experiment, namespace=namespace
+    )
+    return {"run_id": run.run_id}

@@ -1,0 +1,232 @@
+"""The Kubeflow compile: inspect what would be submitted (no cluster here), and a contract test
+of `submit` against a recording HTTP server on loopback that plays the KFP API (not a cluster)."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import yaml
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from textops.errors import TextOpsError
+from textops.pipelines import kubeflow_runner
+from textops.settings import SettingsError, load_settings
+
+BASE = [
+    "kubeflow.pipeline_root=gs://bucket/root",
+    "kubeflow.model_repository=gs://bucket/models",
+    "kubeflow.data_root=gs://bucket/data",
+    "kubeflow.image=registry.invalid/textops-pipeline:test",
+    "kubeflow.trainer.node_selector={pool: gpu-l4}",
+    "kubeflow.trainer.cpu='8'",
+    "kubeflow.trainer.memory=32Gi",
+    "kubeflow.trainer.gpus=2",
+]
+
+
+def _compile(tmp_path, overrides, name="pipeline.yaml"):
+    settings = load_settings(None, BASE + overrides)
+    job = kubeflow_runner.compile_pipeline(settings, str(tmp_path / name))
+    docs = list(yaml.safe_load_all(open(tmp_path / name)))
+    spec = json_format.ParseDict(docs[0], pipeline_spec_pb2.PipelineSpec())
+    platform = json_format.ParseDict(docs[1], pipeline_spec_pb2.PlatformSpec()) if len(docs) > 1 else None
+    return job, spec, platform
+
+
+def executors(spec) -> dict:
+    return json_format.MessageToDict(spec.deployment_spec)["executors"]
+
+
+def k8s_executors(platform) -> dict:
+    return {k: json_format.MessageToDict(v) for k, v in platform.platforms["kubernetes"].deployment_spec.executors.items()}
+
+
+@pytest.fixture(scope="module")
+def direct(tmp_path_factory):
+    return _compile(tmp_path_factory.mktemp("kfp"), [])
+
+
+def test_every_component_has_an_image_and_a_command(direct):
+    _, spec, _ = direct
+    assert len(spec.root.dag.tasks) == 9
+    for label, executor in executors(spec).items():
+        container = executor["container"]
+        assert container["image"] == "registry.invalid/textops-pipeline:test", label
+        assert list(container["command"]) == ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
+    assert spec.default_pipeline_root == "gs://bucket/root"
+
+
+def test_trainer_requests_gpus_cpu_memory_with_node_selector_and_tolerations(direct):
+    _, spec, platform = direct
+    resources = executors(spec)["Trainer_executor"]["container"]["resources"]
+    assert resources["accelerator"] == {"type": "nvidia.com/gpu", "count": "2"}
+    assert resources["cpuLimit"] == 8.0 and resources["memoryLimit"] == pytest.approx(34.36, abs=0.01)  # 32Gi in GB
+    k8s = k8s_executors(platform)
+    assert k8s["Trainer_executor"]["nodeSelector"]["labels"] == {"pool": "gpu-l4"}
+    assert k8s["Trainer_executor"]["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    # Only the Trainer goes to the GPU pool; the others get CPU/memory limits and no accelerator.
+    assert set(k8s) == {"Trainer_executor"}
+    other = executors(spec)["Transform_executor"]["container"]["resources"]
+    assert "accelerator" not in other and other["cpuLimit"] == 2.0
+
+
+def test_no_resolver_node(direct):
+    job, spec, _ = direct
+    text = json.dumps(job.pipeline_job).lower()
+    assert "resolver" not in text and "latestblessedmodel" not in text
+    for executor in executors(spec).values():
+        assert "container" in executor  # no resolver/importer specs
+
+
+def test_pipeline_parameters_exist_and_flow_into_the_components(direct):
+    _, spec, _ = direct
+    params = spec.root.input_definitions.parameters
+    assert set(params) >= {"data_root", "epochs", "min_accuracy", "min_precision", "min_recall", "min_f1", "min_auc"}
+    tasks = spec.root.dag.tasks
+
+    def source(task, name):
+        return tasks[task].inputs.parameters[name].component_input_parameter
+
+    assert source("CsvExampleGen", "input_base") == "data_root"
+    assert source("Trainer", "epochs") == "epochs"
+    for m in ("accuracy", "precision", "recall", "f1", "auc"):
+        assert source("Evaluator", f"min_{m}") == f"min_{m}"
+    # The gate reads the model in service at run time: no cached Evaluator/Pusher decisions.
+    assert not tasks["Evaluator"].caching_options.enable_cache and not tasks["Pusher"].caching_options.enable_cache
+    assert tasks["Trainer"].caching_options.enable_cache
+
+
+def test_beam_args_match_the_environment(direct, tmp_path):
+    _, spec, _ = direct
+    args = executors(spec)["Transform_executor"]["container"]["args"]
+    assert "--direct_running_mode=multi_processing" in args and "--direct_num_workers=0" in args
+    _, spec, _ = _compile(
+        tmp_path,
+        ["kubeflow.beam.runner=dataflow", "kubeflow.beam.options={project: p1, region: europe-west4}"],
+    )
+    args = executors(spec)["StatisticsGen_executor"]["container"]["args"]
+    assert "--runner=DataflowRunner" in args and "--project=p1" in args and "--region=europe-west4" in args
+    assert "--temp_location=gs://bucket/root/beam-tmp" in args
+    assert "--sdk_container_image=registry.invalid/textops-pipeline:test" in args
+    assert not any(a.startswith("--direct_") for a in args)
+
+
+def test_flink_and_spark_need_their_master(tmp_path):
+    with pytest.raises(SettingsError, match="needs options \\['flink_master'\\]"):
+        load_settings(None, ["kubeflow.beam.runner=flink"])
+    args = kubeflow_runner.beam_args(
+        load_settings(None, ["kubeflow.beam.runner=spark", "kubeflow.beam.options={spark_master_url: 'spark://m:7077'}"]).kubeflow.beam,
+        "s3://b/root",
+        "img:1",
+    )
+    assert args[0] == "--runner=SparkRunner" and "--environment_config=img:1" in args
+
+
+def test_every_executor_class_and_module_path_resolves_here(direct):
+    """What the image would import: executor classes, run_fn/preprocessing_fn, entrypoint modules."""
+    job, spec, _ = direct
+    for label, executor in executors(spec).items():
+        container = executor["container"]
+        args = container["args"]
+        path = args[args.index("--executor_class_path") + 1]
+        module, _, cls = path.rpartition(".")
+        assert hasattr(importlib.import_module(module), cls), path
+        assert importlib.util.find_spec(container["command"][2]) is not None
+        for hook in container.get("lifecycle", {}).values():
+            assert importlib.util.find_spec(hook["command"][2]) is not None
+    for task, param in (("Trainer", "run_fn"), ("Transform", "preprocessing_fn")):
+        value = spec.root.dag.tasks[task].inputs.parameters[param].runtime_value.constant_value.string_value
+        module, _, fn = value.rpartition(".")
+        assert callable(getattr(importlib.import_module(module), fn))
+
+
+def test_vertex_pipeline_job_json(tmp_path):
+    kubeflow_runner.compile_pipeline(load_settings(None, BASE), str(tmp_path / "job.json"))
+    data = json.loads((tmp_path / "job.json").read_text())
+    assert data["pipelineSpec"]["root"]["dag"]["tasks"]["Trainer"]
+    assert data["displayName"] == "textops"
+
+
+def test_missing_locations_are_named(tmp_path):
+    with pytest.raises(kubeflow_runner.CompileError, match="kubeflow.pipeline_root.*kubeflow.model_repository"):
+        kubeflow_runner.compile_pipeline(load_settings(), str(tmp_path / "p.yaml"), data_root="gs://b/d")
+
+
+# -- submit / schedule: a contract test against a recording server, not a cluster ---------------
+
+
+class _RecordingKfp(BaseHTTPRequestHandler):
+    requests: list = []
+
+    def _answer(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.requests.append((self.command, self.path.split("?")[0], json.loads(body) if body else None))
+        path = self.path.split("?")[0]
+        if path == "/apis/v2beta1/experiments" and self.command == "GET":
+            out = {"experiments": [{"experiment_id": "exp-1", "display_name": "nightly"}], "total_size": 1}
+        elif path == "/apis/v2beta1/runs":
+            out = {"run_id": "run-1", "display_name": "r"}
+        elif path == "/apis/v2beta1/recurringruns":
+            out = {"recurring_run_id": "rr-1", "display_name": "r"}
+        else:
+            out = {}
+        data = json.dumps(out).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def kfp_api():
+    _RecordingKfp.requests = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RecordingKfp)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", _RecordingKfp.requests
+    server.shutdown()
+
+
+def test_submit_creates_a_run_with_the_package_and_parameters(direct, kfp_api):
+    host, requests = kfp_api
+    job, _, _ = direct
+    result = kubeflow_runner.submit(job.path, host, "nightly", "r1", {"epochs": 3, "min_f1": 0.8})
+    assert result == {"run_id": "run-1"}
+    (run,) = [body for method, path, body in requests if method == "POST" and path == "/apis/v2beta1/runs"]
+    assert run["experiment_id"] == "exp-1" and run["display_name"] == "r1"
+    assert run["runtime_config"]["parameters"] == {"epochs": 3, "min_f1": 0.8}
+    sent = run["pipeline_spec"]
+    assert sent["pipeline_spec"]["root"]["dag"]["tasks"]["Trainer"]
+    assert sent["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["Trainer_executor"]["nodeSelector"]
+
+
+def test_schedule_creates_a_recurring_run_without_catchup_one_at_a_time(direct, kfp_api):
+    host, requests = kfp_api
+    job, _, _ = direct
+    result = kubeflow_runner.submit(job.path, host, "nightly", "nightly-retrain", schedule="0 3 * * *")
+    assert result["recurring_run_id"] == "rr-1"
+    (rr,) = [body for method, path, body in requests if method == "POST" and path == "/apis/v2beta1/recurringruns"]
+    assert rr["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * *"  # KFP's cron has a seconds field
+    assert rr["no_catchup"] is True and int(rr["max_concurrency"]) == 1
+    assert rr["experiment_id"] == "exp-1" and rr["mode"] == "ENABLE"
+
+
+def test_submit_rejects_unknown_parameters_and_bad_cron(direct, kfp_api):
+    host, _ = kfp_api
+    job, _, _ = direct
+    with pytest.raises(TextOpsError, match="unknown pipeline parameter"):
+        kubeflow_runner.submit(job.path, host, "e", "r", {"epoch": 3})
+    with pytest.raises(TextOpsError, match="not a cron expression"):
+        kubeflow_runner.normalize_cron("every day")
