@@ -16,7 +16,6 @@ import shutil
 import tempfile
 from typing import Any, Dict, List, Optional
 
-import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from absl import logging
 from tfx import types

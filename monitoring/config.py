@@ -20,11 +20,10 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from textops.errors import TextOpsError
-from textops.settings import parse_override
+from textops.settings import SettingsError, format_validation_error, read_config, set_path
 
 
 class MonitorExit(IntEnum):
@@ -198,19 +197,6 @@ class MonitorSettings(_Section):
         return self
 
 
-def _format(err: ValidationError, source: str) -> str:
-    lines = [f"invalid monitor settings ({source}):"]
-    for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "<root>"
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            msg = "unknown setting; see docs/monitoring.md for every valid key"
-        got = e.get("input")
-        got_text = "" if isinstance(got, dict) or e["type"] == "extra_forbidden" else f" (got {got!r})"
-        lines.append(f"  - {where}: {msg}{got_text}")
-    return "\n".join(lines)
-
-
 def load_monitor_settings(
     config_file: Optional[Path] = None,
     overrides: Optional[list[str]] = None,
@@ -218,46 +204,17 @@ def load_monitor_settings(
 ) -> MonitorSettings:
     """Settings from an optional YAML file, ``KEY=VALUE`` overrides, then explicit values
     (command-line options such as ``log=...``; ``None`` values are ignored)."""
-    data: dict[str, Any] = {}
-    source = "defaults"
-    if config_file is not None:
-        path = Path(config_file)
-        source = str(path)
-        if not path.is_file():
-            raise MonitorError(f"monitor config {path} does not exist", MonitorExit.USAGE)
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise MonitorError(f"monitor config {path} is not valid YAML: {exc}", MonitorExit.USAGE) from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise MonitorError(
-                f"monitor config {path} must be a mapping (reference:, log:, window:, ...), "
-                f"not a {type(loaded).__name__}",
-                MonitorExit.USAGE,
-            )
-        data = loaded or {}
-    for item in overrides or []:
-        try:
-            key_path, value = parse_override(item)
-        except ValueError as exc:
-            raise MonitorError(str(exc), MonitorExit.USAGE) from None
-        node = data
-        for part in key_path[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise MonitorError(f"cannot set {'.'.join(key_path)}: {part} is not a section", MonitorExit.USAGE)
-            node = child
-        node[key_path[-1]] = value
-        source = f"{source} + overrides"
-    for key, value in explicit.items():
-        if value is None:
-            continue
-        node = data
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
+    try:
+        data, source = read_config(config_file, overrides, what="monitor config")
+        for key, value in explicit.items():
+            if value is not None:
+                set_path(data, key.split("."), value)
+    except SettingsError as exc:
+        raise MonitorError(str(exc), MonitorExit.USAGE) from None
     try:
         return MonitorSettings.model_validate(data)
     except ValidationError as err:
-        raise MonitorError(_format(err, source), MonitorExit.USAGE) from None
+        message = format_validation_error(
+            err, source, title="invalid monitor settings", unknown_hint="see docs/monitoring.md for every valid key"
+        )
+        raise MonitorError(message, MonitorExit.USAGE) from None

@@ -16,7 +16,7 @@ from typing import Optional
 
 import click
 
-from textops.errors import ExitCode, TextOpsError
+from textops.errors import TextOpsError
 from textops.settings import Settings, SettingsError, dump_yaml, load_settings
 
 _EXIT_CODES_HELP = (

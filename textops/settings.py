@@ -23,6 +23,18 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class SpanSettings(_Section):
+    """Span-numbered input: ``<data>/span-1/``, ``span-2/``, ... each with train.csv + test.csv.
+
+    A new span is a new directory. Training reads the train files of the newest ``window``
+    spans; evaluation (and the gate against the model in service) reads the newest span's test
+    file only, so a candidate is always judged on the newest data.
+    """
+
+    window: int = Field(2, ge=1, description="train on the newest N spans (a rolling window)")
+    prefix: str = Field("span-", pattern=r"^[A-Za-z0-9_.-]*$", description="span directories are <prefix><number>")
+
+
 class DataSettings(_Section):
     text_column: str = Field(features.DEFAULT_TEXT_COLUMN, min_length=1)
     label_column: str = Field(features.DEFAULT_LABEL_COLUMN, min_length=1)
@@ -31,6 +43,7 @@ class DataSettings(_Section):
     # a hash of their content, so the split is stable across runs and machines.
     train_buckets: int = Field(9, ge=1)
     eval_buckets: int = Field(1, ge=1)
+    spans: SpanSettings = Field(default_factory=SpanSettings)
 
     @model_validator(mode="after")
     def _distinct_columns(self) -> "DataSettings":
@@ -219,15 +232,20 @@ class Settings(_Section):
         return self.model_dump(mode="json", by_alias=True)
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
-    lines = [f"invalid settings ({source}):"]
+def format_validation_error(
+    err: ValidationError,
+    source: str,
+    title: str = "invalid settings",
+    unknown_hint: str = "see `textops config` for every valid key",
+) -> str:
+    lines = [f"{title} ({source}):"]
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"]) or "<root>"
         got = e.get("input")
-        got_text = "" if isinstance(got, dict) else f" (got {got!r})"
+        got_text = "" if isinstance(got, dict) or e["type"] == "extra_forbidden" else f" (got {got!r})"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
-            msg = "unknown setting; see `textops config --defaults` for every valid key"
+            msg = f"unknown setting; {unknown_hint}"
         lines.append(f"  - {where}: {msg}{got_text}")
     return "\n".join(lines)
 
@@ -247,7 +265,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return path, value
 
 
-def _apply_override(data: dict[str, Any], path: list[str], value: Any) -> None:
+def set_path(data: dict[str, Any], path: list[str], value: Any) -> None:
+    """Sets ``data[a][b][c] = value`` for path [a, b, c], creating sections on the way."""
     node = data
     for part in path[:-1]:
         child = node.get(part)
@@ -259,37 +278,41 @@ def _apply_override(data: dict[str, Any], path: list[str], value: Any) -> None:
     node[path[-1]] = value
 
 
+def read_config(
+    config_file: Optional[Path], overrides: Optional[list[str]], what: str = "config file"
+) -> tuple[dict[str, Any], str]:
+    """The raw mapping from an optional YAML file with ``KEY=VALUE`` overrides applied, and a
+    description of where it came from (for error messages). Raises SettingsError."""
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if config_file is not None:
+        path = Path(config_file)
+        source = str(path)
+        if not path.is_file():
+            raise SettingsError(f"{what} {path} does not exist")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"{what} {path} is not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise SettingsError(f"{what} {path} must be a mapping of sections, not a {type(loaded).__name__}")
+        data = loaded or {}
+    for item in overrides or []:
+        key_path, value = parse_override(item)
+        set_path(data, key_path, value)
+        source = f"{source} + overrides"
+    return data, source
+
+
 def load_settings(
     config_file: Optional[Path] = None, overrides: Optional[list[str]] = None
 ) -> Settings:
     """Settings from an optional YAML file, then ``KEY=VALUE`` overrides, then validation."""
-    data: dict[str, Any] = {}
-    source = "defaults"
-    if config_file is not None:
-        source = str(config_file)
-        path = Path(config_file)
-        if not path.is_file():
-            raise SettingsError(f"config file {path} does not exist")
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise SettingsError(f"config file {path} is not valid YAML: {exc}") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise SettingsError(
-                f"config file {path} must hold a mapping of sections (pipeline:, data:, ...), "
-                f"not a {type(loaded).__name__}"
-            )
-        data = loaded
-    for item in overrides or []:
-        key_path, value = parse_override(item)
-        _apply_override(data, key_path, value)
-        source = f"{source} + overrides"
+    data, source = read_config(config_file, overrides)
     try:
         return Settings.model_validate(data)
     except ValidationError as err:
-        raise SettingsError(_format_validation_error(err, source)) from None
+        raise SettingsError(format_validation_error(err, source)) from None
 
 
 def dump_yaml(settings: Settings) -> str:

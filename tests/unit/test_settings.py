@@ -58,7 +58,7 @@ def test_config_file_errors(tmp_path: Path):
         load_settings(tmp_path / "missing.yaml")
     bad = tmp_path / "list.yaml"
     bad.write_text("- a\n- b\n")
-    with pytest.raises(SettingsError, match="must hold a mapping"):
+    with pytest.raises(SettingsError, match="must be a mapping"):
         load_settings(bad)
     broken = tmp_path / "broken.yaml"
     broken.write_text("training: [unclosed\n")
