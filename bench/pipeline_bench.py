@@ -30,8 +30,14 @@ import textops  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = (REPO / ".." / "shared" / "datasets").resolve()
-COMPONENTS = ("CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer", "Evaluator", "Pusher")
-SHORT = {"CsvExampleGen": "ExampleGen", "StatisticsGen": "Stats", "SchemaGen": "Schema", "ExampleValidator": "Validate"}
+COMPONENTS = (
+    "CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer", "Evaluator",
+    "InfraValidator", "Pusher",
+)
+SHORT = {
+    "CsvExampleGen": "ExampleGen", "StatisticsGen": "Stats", "SchemaGen": "Schema", "ExampleValidator": "Validate",
+    "InfraValidator": "InfraVal",
+}
 
 
 def read(path: Path) -> tuple[list[str], list[str]]:
@@ -146,7 +152,11 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=10, help="also run ag_news' train split repeated N times")
     parser.add_argument("--no-scale", action="store_true")
     parser.add_argument("--json", default=str(REPO / "bench" / "results" / "pipeline_bench.json"))
+    parser.add_argument("--tables-only", action="store_true", help="print the tables of a saved --json and exit")
     args = parser.parse_args()
+    if args.tables_only:
+        print_tables(json.loads(Path(args.json).read_text()))
+        return
     if not DATASETS.is_dir():
         sys.exit(f"needs the public datasets in {DATASETS} (not part of the repository)")
     workdir = Path(tempfile.mkdtemp(prefix="textops-bench-"))
@@ -165,7 +175,11 @@ def main() -> None:
         print(json.dumps(results[name]), file=sys.stderr, flush=True)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2))
+    print_tables(results)
+    print(f"\nraw results: {args.json}")
 
+
+def print_tables(results: dict) -> None:
     header = "| dataset | train rows | " + " | ".join(SHORT.get(c, c) for c in COMPONENTS) + " | pipeline wall |"
     print("\nWall time per component (seconds; fresh output directory, no cache)\n")
     print(header)
@@ -190,7 +204,6 @@ def main() -> None:
             f"{'-' if delta is None else f'{delta:+.4f}'} | {fmt(b['seconds'])} | {fmt(p['wall_s'] / b['seconds'], 2)} | "
             f"{fmt(f['seconds'], 2)} |"
         )
-    print(f"\nraw results: {args.json}")
 
 
 if __name__ == "__main__":
