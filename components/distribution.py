@@ -20,11 +20,13 @@ def make_strategy(name: StrategyName, tf_config: str | None = None) -> tf.distri
       (set by the Kubeflow Training Operator or by hand); ``tf_config`` overrides the variable.
     - ``auto``: ``mirrored`` with two or more GPUs, otherwise ``one_device``.
     """
-    gpus = tf.config.list_logical_devices("GPU")
+    # physical, not logical, devices: listing logical devices initializes the TF runtime, after
+    # which MultiWorkerMirroredStrategy can no longer configure its collective ops.
+    gpus = tf.config.list_physical_devices("GPU")
     if name == "auto":
         name = "mirrored" if len(gpus) > 1 else "one_device"
     if name == "one_device":
-        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+        return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
@@ -44,3 +46,17 @@ def make_strategy(name: StrategyName, tf_config: str | None = None) -> tf.distri
         resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
         return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     raise ValueError(f"unknown strategy {name!r}; choose auto, one_device, mirrored or multi_worker")
+
+
+def is_chief(tf_config: str | None = None) -> bool:
+    """True on the process that writes outputs: the chief, or worker 0 when there is no chief,
+    or the only process when TF_CONFIG is unset."""
+    raw = tf_config if tf_config is not None else os.environ.get("TF_CONFIG", "")
+    if not raw:
+        return True
+    config = json.loads(raw)
+    task = config.get("task", {})
+    kind, index = task.get("type", "worker"), int(task.get("index", 0))
+    if kind == "chief":
+        return True
+    return kind == "worker" and index == 0 and not config.get("cluster", {}).get("chief")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Mapping
+import tempfile
+from typing import Any, Mapping, Optional
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -41,6 +42,7 @@ class TrainerConfig:
     strategy: str = "mirrored"
     mixed_precision: str = "auto"  # auto | on | off
     lr_decay: bool = True
+    checkpoint_dir: Optional[str] = None  # stable across restarts; default: <model_run>/backup
 
     def to_custom_config(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -112,11 +114,19 @@ def run_fn(fn_args) -> None:
         train_config,
         strategy=distribution.make_strategy(config.strategy),
         log_dir=os.path.join(fn_args.model_run_dir, "tensorboard"),
+        backup_dir=config.checkpoint_dir or os.path.join(fn_args.model_run_dir, "backup"),
     )
     tokenizer = training.TftTokenizer(
         tft_output.transform_features_layer(), tft_output.raw_feature_spec(), config.text_column
     )
-    training.export_serving_model(model, tokenizer, class_names, fn_args.serving_model_dir)
+    # Under MultiWorkerMirroredStrategy every worker must take part in saving; only the chief's
+    # copy is the output, the others write to a scratch directory.
+    chief = distribution.is_chief()
+    export_dir = fn_args.serving_model_dir if chief else tempfile.mkdtemp(prefix="textops-worker-export-")
+    training.export_serving_model(model, tokenizer, class_names, export_dir)
+    if not chief:
+        tf.io.gfile.rmtree(export_dir)
+        return
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "history.json"), "w") as f:
         json.dump({"history": history, "classes": class_names, "vocab_size": vocab_size}, f, indent=2)

@@ -51,8 +51,15 @@ def train(
     strategy: Optional[tf.distribute.Strategy] = None,
     log_dir: Optional[str] = None,
     verbose: int = 2,
+    backup_dir: Optional[str] = None,
+    steps_per_epoch: Optional[int] = None,
 ) -> tuple[keras.Model, dict[str, list[float]]]:
-    """Builds the model under ``strategy`` and fits it; returns the model and its history."""
+    """Builds the model under ``strategy`` and fits it; returns the model and its history.
+
+    ``backup_dir``: Keras BackupAndRestore state (weights, optimizer, epoch) written after every
+    epoch; a job killed mid-way and started again with the same directory resumes from its last
+    completed epoch instead of starting over (the directory is removed when training finishes).
+    """
     keras.utils.set_random_seed(config.seed)
     strategy = strategy or tf.distribute.get_strategy()
     if config.lr_decay and not model_config.decay_steps:
@@ -62,12 +69,20 @@ def train(
     with strategy.scope():
         model = model_lib.build_bow_model(model_config)
     callbacks: list[keras.callbacks.Callback] = []
+    if backup_dir:
+        if isinstance(strategy, tf.distribute.OneDeviceStrategy):
+            # Keras' BackupAndRestore supports the default, Mirrored, MultiWorkerMirrored and TPU
+            # strategies only.
+            log.warning("checkpoint/resume is off under OneDeviceStrategy; use 'mirrored' to resume killed jobs")
+        else:
+            callbacks.append(keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch", delete_checkpoint=True))
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
     history = model.fit(
         train_dataset,
         validation_data=eval_dataset,
         epochs=config.epochs,
+        steps_per_epoch=steps_per_epoch,
         callbacks=callbacks,
         verbose=verbose,
     )

@@ -45,6 +45,21 @@ def _echo(line: str) -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override one setting, e.g. --set drift.text_threshold=0.65.")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON instead of one line.")
 @click.option("--verbose", is_flag=True, help="Show TensorFlow/Evidently logs on the console.")
+@click.option(
+    "--retrain-on-drift",
+    is_flag=True,
+    help="On a drift or quality alert, write the labelled window (--feedback) as a new span under --data and retrain "
+    "into --pipeline-output (see docs/continuous.md).",
+)
+@click.option("--data", "data", type=click.Path(path_type=Path, file_okay=False), help="Span directory root the new span is written to (--retrain-on-drift).")
+@click.option(
+    "--pipeline-output",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Pipeline run directory to retrain into (--retrain-on-drift; --output is this command's report directory).",
+)
+@click.option("--pipeline-config", type=click.Path(path_type=Path, dir_okay=False), help="Pipeline settings YAML for the retraining run.")
+@click.option("--pipeline-set", "pipeline_overrides", multiple=True, metavar="KEY=VALUE", help="Pipeline setting override for the retraining run.")
+@click.option("--kfp-host", default=None, help="Retrain on Kubeflow instead: compile and submit to this KFP endpoint.")
 def monitor(
     log: Optional[Path],
     reference: Optional[Path],
@@ -62,6 +77,12 @@ def monitor(
     overrides: tuple[str, ...],
     as_json: bool,
     verbose: bool,
+    retrain_on_drift: bool = False,
+    data: Optional[Path] = None,
+    pipeline_output: Optional[Path] = None,
+    pipeline_config: Optional[Path] = None,
+    pipeline_overrides: tuple[str, ...] = (),
+    kfp_host: Optional[str] = None,
 ) -> None:
     """Compare a window of logged predictions with the reference: drift, quality, errors, latency.
 
@@ -71,6 +92,15 @@ def monitor(
     """
     from textops.cli import _quiet_third_party
 
+    retrain = None
+    if retrain_on_drift:
+        from textops.cli import _load
+
+        if data is None or pipeline_output is None:
+            raise click.UsageError("--retrain-on-drift needs --data (span root) and --pipeline-output (run directory)")
+        if feedback is None:
+            raise click.UsageError("--retrain-on-drift needs --feedback: the labelled production texts become the new span")
+        retrain = (data, pipeline_output, pipeline_config, pipeline_overrides, kfp_host, _load(pipeline_config, pipeline_overrides))
     _quiet_third_party(None, verbose)
     from textops.monitoring.config import MonitorError, MonitorExit, load_monitor_settings
 
@@ -93,7 +123,7 @@ def monitor(
                 "export.workspace": workspace,
             },
         )
-        sys.exit(_monitor(settings, as_json))
+        sys.exit(_monitor(settings, as_json, retrain))
     except MonitorError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(int(exc.exit_code))
@@ -102,7 +132,7 @@ def monitor(
         sys.exit(int(MonitorExit.FAILED))
 
 
-def _monitor(settings, as_json: bool) -> int:  # noqa: ANN001
+def _monitor(settings, as_json: bool, retrain=None) -> int:  # noqa: ANN001
     import json
 
     from textops.monitoring import exporter
@@ -132,6 +162,22 @@ def _monitor(settings, as_json: bool) -> int:  # noqa: ANN001
         for alert in result.verdict.alerts:
             click.echo(f"  - [{alert.kind}] {alert.message}")
         click.echo(f"report: {paths['report']}")
+    if retrain is not None:
+        from textops import loop
+        from textops.errors import TextOpsError
+
+        data, run_dir, config, overrides, kfp_host, pipeline_settings = retrain
+        if kfp_host:
+            runner = loop.kubeflow_runner(data, run_dir, pipeline_settings, kfp_host, _echo)
+        else:
+            runner = loop.subprocess_runner(data.absolute(), run_dir.absolute(), config, overrides, _echo)
+        try:
+            decision = loop.retrain_on_drift(result, settings.feedback, data, run_dir, pipeline_settings, runner, _echo)
+        except TextOpsError as exc:
+            click.echo(f"error: retraining not started: {exc}", err=True)
+            return int(exc.exit_code)
+        if decision["decision"] == "ran" and decision.get("exit_code") == 1:
+            return 1  # the retraining run failed; the verdict is in the report
     return result.verdict.exit_code
 
 

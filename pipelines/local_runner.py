@@ -45,6 +45,16 @@ class RunPaths:
         return self.output / "run_summary.json"
 
     @property
+    def staged_input(self) -> Path:
+        """Where a window of several data spans is staged for ExampleGen (rebuilt per run)."""
+        return self.output / "staged_input"
+
+    @property
+    def run_archive(self) -> Path:
+        """Every run's summary, kept as ``<run_id>.json`` for ``textops runs``."""
+        return self.output / "runs"
+
+    @property
     def logs(self) -> Path:
         return self.output / "logs"
 
@@ -97,6 +107,9 @@ def _data_info(source: data_lib.DataSource, run: Optional[mlmd.RunRecord], data_
         "format": source.format,
         "split": "given (train/eval files)" if source.has_given_split else "hash buckets",
     }
+    if source.spans:
+        info["spans"] = list(source.spans)
+        info["split"] = f"spans {list(source.spans)}: train on their train files, evaluate on span {source.span}'s test file"
     stats = run.output("StatisticsGen", "statistics") if run else None
     if stats is not None:
         from tfx.types import artifact_utils, standard_artifacts
@@ -128,7 +141,8 @@ def run_local(
     paths = RunPaths.for_output(output, settings)
     paths.output.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    source = data_lib.discover(data_path, settings.data)
+    started_wall_ms = int(time.time() * 1000)
+    source = data_lib.discover(data_path, settings.data, staging_dir=str(paths.staged_input))
     data_lib.preflight(source, settings.data)
 
     in_service = model_repository.latest_version(paths.model_repository, settings.push.model_name)
@@ -202,6 +216,9 @@ def run_local(
     if summary.get("evaluation_uri"):
         summary["analysis_report"] = _write_report(summary, progress)
         summary_lib.write_summary(str(paths.summary), summary)
+    if run is not None and run.create_time_ms >= started_wall_ms - 1000:  # this run, not a previous one
+        paths.run_archive.mkdir(exist_ok=True)
+        summary_lib.write_summary(str(paths.run_archive / f"{summary['run_id']}.json"), summary)
     return summary
 
 

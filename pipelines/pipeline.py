@@ -88,7 +88,14 @@ def _example_gen(source: DataSource, settings: Settings, data_root: Any):
             )
         )
     cls = tfx.components.CsvExampleGen if source.format == "csv" else tfx.components.ImportExampleGen
-    return cls(input_base=data_root, input_config=input_config, output_config=output_config)
+    # Span-numbered input: {SPAN} in the split patterns; pin the span this run was decided on
+    # (else ExampleGen takes the newest it finds, which on a cluster is what a recurring run wants).
+    range_config = (
+        tfx.proto.RangeConfig(static_range=tfx.proto.StaticRange(start_span_number=source.span, end_span_number=source.span))
+        if source.span is not None
+        else None
+    )
+    return cls(input_base=data_root, input_config=input_config, output_config=output_config, range_config=range_config)
 
 
 def create_pipeline(
@@ -152,6 +159,7 @@ def create_pipeline(
             strategy=settings.training.strategy,
             mixed_precision=settings.training.mixed_precision,
             lr_decay=settings.training.lr_decay,
+            checkpoint_dir=settings.training.checkpoint_dir,
         ).to_custom_config(),
         epochs=parameters.epochs,
     )

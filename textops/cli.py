@@ -223,6 +223,168 @@ def submit(host, package, experiment, run_name, schedule, params, namespace, con
         click.echo(f"{key}: {value}")
 
 
+# --- continuous training (docs/continuous.md) ------------------------------------------------
+
+
+@main.command()
+@click.option("--data", required=True, type=click.Path(path_type=Path, file_okay=False), help="Directory of span directories (span-1/, span-2/, ...).")
+@click.option("--output", required=True, type=click.Path(path_type=Path, file_okay=False), help="Run directory (state, lock, decision log, runs).")
+@click.option("--cron", default=None, metavar="EXPR", help="5-field cron expression, local time, e.g. '*/15 * * * *'. Required without --once.")
+@click.option("--once", is_flag=True, help="One tick now, then exit (for an external cron or a Kubernetes CronJob).")
+@click.option("--max-ticks", type=click.IntRange(min=1), default=None, help="Stop after this many ticks (default: run until stopped).")
+@config_option
+@set_option
+def schedule(data: Path, output: Path, cron: Optional[str], once: bool, max_ticks: Optional[int], config: Optional[Path], overrides: tuple[str, ...]) -> None:
+    """Run the pipeline whenever a new data span appears, one run at a time.
+
+    Each tick: if the newest span under --data is newer than the last span trained for --output,
+    run the pipeline on the newest data.spans.window spans; otherwise do nothing. A lock on
+    --output means a tick that finds another run in progress exits at once (exit 8). Every
+    decision is printed and appended to <output>/schedule.log; the last span trained is kept in
+    <output>/schedule_state.json.
+
+    Exit codes (--once): the pipeline's exit code when it ran (0 pushed, 4 not blessed, ...);
+    0 when there was nothing to do; 8 when another run held the lock; 2/3 when the state file or
+    the spans are unusable (the message says which and how to fix it).
+    """
+    from textops import loop
+
+    settings = _load(config, overrides)
+    if not once and cron is None:
+        raise click.UsageError("give --cron EXPR (e.g. --cron '*/15 * * * *'), or --once for a single tick")
+    try:
+        parsed = loop.Cron.parse(cron) if cron is not None else None
+    except loop.LoopError as exc:
+        raise click.UsageError(str(exc)) from None
+    runner = loop.subprocess_runner(data.absolute(), output.absolute(), config, overrides, _echo)
+
+    def one_tick() -> dict:
+        try:
+            return loop.tick(data, output, settings.data.spans, runner, _echo)
+        except TextOpsError as exc:  # e.g. a malformed span: logged; the next tick tries again
+            return loop.log_decision(output, {"decision": "error", "exit_code": int(exc.exit_code), "message": str(exc)}, _echo)
+
+    if once:
+        decision = one_tick()
+        if decision["decision"] == "busy":
+            sys.exit(loop.EXIT_BUSY)
+        sys.exit(int(decision.get("exit_code", 0)) if decision["decision"] in ("ran", "error") else 0)
+    assert parsed is not None
+    _echo(f"scheduling {data} -> {output} on '{parsed.expression}' (local time); Ctrl-C stops")
+    try:
+        loop.serve_schedule(parsed, one_tick, _echo, max_ticks=max_ticks)
+    except KeyboardInterrupt:
+        _echo("stopped")
+
+
+@main.group()
+def runs() -> None:
+    """Run history of an output directory: spans, metrics, gate, push, durations, version served."""
+
+
+@runs.command("list")
+@click.option("--output", required=True, type=click.Path(path_type=Path, file_okay=False), help="Run directory (--output of run/schedule).")
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+def runs_list(output: Path, as_json: bool) -> None:
+    """List every pipeline run of --output, oldest first."""
+    import json
+
+    _quiet_third_party(None, verbose=False)
+    from textops import runs as runs_lib
+
+    try:
+        history = runs_lib.load_runs(output)
+        served = runs_lib.served_now(output)
+    except TextOpsError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps({"runs": [r.to_dict() for r in history], "in_service": served}, indent=2))
+    elif not history:
+        click.echo(f"no runs recorded in {output}")
+    else:
+        click.echo(runs_lib.render_list(history, served))
+
+
+@runs.command("compare", context_settings={"ignore_unknown_options": True})
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--output", required=True, type=click.Path(path_type=Path, file_okay=False), help="Run directory (--output of run/schedule).")
+def runs_compare(run_a: str, run_b: str, output: Path) -> None:
+    """Compare two runs side by side. RUN_A/RUN_B: run id, unique prefix, position (1 oldest, -1 newest) or latest/previous."""
+    _quiet_third_party(None, verbose=False)
+    from textops import runs as runs_lib
+
+    try:
+        history = runs_lib.load_runs(output)
+        a, b = runs_lib.find_run(history, run_a), runs_lib.find_run(history, run_b)
+    except TextOpsError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(runs_lib.render_compare(a, b))
+
+
+@main.command()
+@click.option("--model", "model_name", default=None, help="Model name (default: push.model_name).")
+@click.option("--to", "to_version", required=True, type=int, help="The version to serve again.")
+@click.option("--model-repository", "repository", default=None, help="Model repository (default: push.model_repository, else <output>/model_repository).")
+@click.option("--output", type=click.Path(path_type=Path, file_okay=False), default=None, help="Run directory whose model repository to use.")
+@config_option
+@set_option
+def rollback(model_name: Optional[str], to_version: int, repository: Optional[str], output: Optional[Path], config: Optional[Path], overrides: tuple[str, ...]) -> None:
+    """Serve an earlier model version again, without dropping requests.
+
+    Re-publishes version --to, atomically, as a new newest version (its push record says
+    rollback_of); servers following the newest version (textops serve, TF Serving, KServe)
+    hot-swap to it as for any push. The next pipeline run is gated against it.
+    """
+    from textops import loop
+
+    settings = _load(config, overrides)
+    _quiet_third_party(None, verbose=False)
+    repo = repository or settings.push.model_repository or (str(output / "model_repository") if output else None)
+    if repo is None:
+        raise click.UsageError("give --model-repository R (or --output of the pipeline run, or push.model_repository)")
+    try:
+        loop.rollback(repo, model_name or settings.push.model_name, to_version, _echo)
+    except TextOpsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.option("--workers", type=int, required=True, help="Worker pods (MultiWorkerMirroredStrategy).")
+@click.option("--gpus-per-worker", type=int, default=None, help="Default: kubeflow.trainer.gpus.")
+@click.option("--transformed-examples", required=True, help="URI of a pipeline run's Transform transformed_examples.")
+@click.option("--transform-graph", required=True, help="URI of the same run's Transform transform_graph.")
+@click.option("--serving-model-dir", required=True, help="Where the chief writes the SavedModel.")
+@click.option("--model-run-dir", required=True, help="TensorBoard logs and history.")
+@click.option("--name", default="textops-train", show_default=True)
+@click.option("--namespace", default="kubeflow", show_default=True)
+@click.option("--output", default="tfjob.yaml", show_default=True)
+@config_option
+@set_option
+def tfjob(workers, gpus_per_worker, transformed_examples, transform_graph, serving_model_dir, model_run_dir, name,
+          namespace, output, config, overrides) -> None:
+    """Write a Kubeflow Training Operator TFJob for multi-worker training beyond one node.
+
+    Needs training.checkpoint_dir on shared storage (restarted workers resume from it).
+    Apply it with `kubectl apply -f tfjob.yaml`.
+    """
+    import yaml
+
+    settings = _load(config, overrides)
+    _quiet_third_party(None, verbose=False)
+    from textops.pipelines.tfjob import tfjob_manifest
+
+    try:
+        manifest = tfjob_manifest(
+            settings, name, workers, transformed_examples, transform_graph, serving_model_dir, model_run_dir,
+            gpus_per_worker=gpus_per_worker, namespace=namespace,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    Path(output).write_text(yaml.safe_dump(manifest, sort_keys=False))
+    click.echo(f"wrote {output}: TFJob {name}, {workers} workers")
+
+
 # --- commands contributed by other parts of the project (one import line each) ---------------
 # BEGIN SUBCOMMANDS
 from textops.serving.cli import predict, serve  # noqa: E402

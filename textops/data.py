@@ -6,6 +6,13 @@
 - a directory of other ``*.csv`` files, or a single CSV file: split by hash buckets;
 - the same with TFRecord files of tf.Example (``*.tfrecord``, ``*.tfrecord.gz``).
 
+- a directory of span directories (``span-1/``, ``span-2/``, ... each with train.csv and
+  test.csv; the prefix is ``data.spans.prefix``): ExampleGen reads them through ``{SPAN}``
+  patterns. Training uses the newest ``data.spans.window`` spans, evaluation the newest span's
+  test file. A window of one span is read in place; a wider window is staged (copied, keeping
+  modification times so the pipeline cache still hits) into one span directory under the run's
+  output, because one ExampleGen split pattern selects exactly one span.
+
 The preflight reads local files once (non-empty, UTF-8, a header with the configured columns,
 at least one row) so obvious mistakes fail in a second with the file and line, instead of minutes
 into a pipeline. The ExampleValidator gate checks the same contract inside the pipeline, where
@@ -18,11 +25,13 @@ import csv
 import gzip
 import io
 import os
+import re
+import shutil
 from dataclasses import dataclass, field
 from typing import Optional
 
 from textops.errors import DataValidationError
-from textops.settings import DataSettings
+from textops.settings import DataSettings, SpanSettings
 
 TRAIN_NAMES = ("train",)
 EVAL_NAMES = ("test", "eval", "validation", "valid", "dev")
@@ -40,6 +49,10 @@ class DataSource:
     eval_pattern: Optional[str] = None
     single_pattern: Optional[str] = None  # hash-split input, relative to input_base
     files: tuple[str, ...] = field(default_factory=tuple)
+    # Span-numbered input: the spans the run uses (oldest first) and the one ExampleGen's
+    # {SPAN} patterns resolve to (pinned with a RangeConfig).
+    spans: tuple[int, ...] = field(default_factory=tuple)
+    span: Optional[int] = None
 
     @property
     def has_given_split(self) -> bool:
@@ -67,8 +80,133 @@ def _stem(name: str) -> str:
     return base
 
 
-def discover(path: str, settings: DataSettings) -> DataSource:
-    """Resolves ``--data`` into a DataSource, or raises DataValidationError saying why not."""
+SPAN_TOKEN = "{SPAN}"
+
+
+def list_spans(path: str | os.PathLike, spans: SpanSettings) -> dict[int, str]:
+    """Span number -> directory, for the ``<prefix><number>`` directories of a local ``path``."""
+    path = os.fspath(path)
+    if _is_remote(path) or not os.path.isdir(path):
+        return {}
+    rx = re.compile(rf"^{re.escape(spans.prefix)}(\d+)$")
+    found: dict[int, str] = {}
+    for entry in os.listdir(path):
+        m = rx.match(entry)
+        if m and os.path.isdir(os.path.join(path, entry)):
+            number = int(m.group(1))
+            if number in found:
+                raise DataValidationError(
+                    [f"{path} has two directories for span {number} ({os.path.basename(found[number])}, {entry}); keep one"],
+                    where="reading --data",
+                )
+            found[number] = os.path.join(path, entry)
+    return dict(sorted(found.items()))
+
+
+def _span_files(span_dir: str, need_eval: bool) -> tuple[str, Optional[str], str]:
+    """(train file name, eval file name or None, format) of one span directory."""
+    files = [e for e in sorted(os.listdir(span_dir)) if not e.startswith(".") and _format_of(e)]
+    train = [e for e in files if _stem(e) in TRAIN_NAMES]
+    evals = [e for e in files if _stem(e) in EVAL_NAMES]
+    problems = []
+    if len(train) != 1:
+        problems.append(f"{span_dir} needs exactly one train file (train.csv or train.tfrecord[.gz]); found {train or 'none'}")
+    if need_eval and len(evals) != 1:
+        problems.append(f"{span_dir} is the newest span and needs exactly one test file (test.csv, eval.csv, ...); found {evals or 'none'}")
+    if problems:
+        raise DataValidationError(problems, where="reading the data spans")
+    fmt = _format_of(train[0])
+    return train[0], (evals[0] if evals else None), fmt  # type: ignore[return-value]
+
+
+def _discover_spans(path: str, spans: dict[int, str], settings: DataSettings, staging_dir: Optional[str]) -> DataSource:
+    window = list(spans)[-settings.spans.window :]
+    newest = window[-1]
+    prefix = settings.spans.prefix
+    train_name, eval_name, fmt = _span_files(spans[newest], need_eval=True)
+    trains = {newest: train_name}
+    for number in window[:-1]:
+        name, _, other_fmt = _span_files(spans[number], need_eval=False)
+        if other_fmt != fmt:
+            raise DataValidationError(
+                [f"span {number} is {other_fmt} but span {newest} is {fmt}; keep one format across spans"],
+                where="reading the data spans",
+            )
+        trains[number] = name
+    eval_file = os.path.join(spans[newest], eval_name)  # type: ignore[arg-type]
+    train_files = tuple(os.path.join(spans[n], trains[n]) for n in window)
+    if len(window) == 1:
+        return DataSource(
+            input_base=path,
+            format=fmt,
+            train_pattern=f"{prefix}{SPAN_TOKEN}/{train_name}",
+            eval_pattern=f"{prefix}{SPAN_TOKEN}/{eval_name}",
+            files=(*train_files, eval_file),
+            spans=tuple(window),
+            span=newest,
+        )
+    if staging_dir is None:
+        raise DataValidationError(
+            [
+                f"a window of {len(window)} spans ({window}) is staged into the run's output, and this command has none; "
+                "use `textops run`/`textops schedule`, or set data.spans.window=1 (newest span only)"
+            ],
+            where="reading the data spans",
+        )
+    target = stage_window(train_files, eval_file, window, staging_dir, prefix)
+    suffix = "*"
+    return DataSource(
+        input_base=os.path.abspath(staging_dir),
+        format=fmt,
+        train_pattern=f"{prefix}{SPAN_TOKEN}/train/{suffix}",
+        eval_pattern=f"{prefix}{SPAN_TOKEN}/eval/{suffix}",
+        files=tuple(os.path.join(target, "train", f) for f in sorted(os.listdir(os.path.join(target, "train"))))
+        + (os.path.join(target, "eval", os.path.basename(eval_file)),),
+        spans=tuple(window),
+        span=newest,
+    )
+
+
+def resolve_window(path: str | os.PathLike, settings: DataSettings) -> list[int]:
+    """The spans a run on ``path`` would use, oldest first, after checking their files
+    (the same checks the run makes); an empty list when ``path`` has no span directories."""
+    spans = list_spans(path, settings.spans)
+    window = list(spans)[-settings.spans.window :]
+    _, _, fmt = _span_files(spans[window[-1]], need_eval=True) if window else (None, None, None)
+    for number in window[:-1]:
+        if _span_files(spans[number], need_eval=False)[2] != fmt:
+            raise DataValidationError(
+                [f"span {number} and span {window[-1]} differ in format; keep one format across spans"],
+                where="reading the data spans",
+            )
+    return window
+
+
+def stage_window(
+    train_files: tuple[str, ...], eval_file: str, window: list[int], staging_dir: str, prefix: str
+) -> str:
+    """Copies a window's files into ``<staging_dir>/<prefix><newest>/{train,eval}/``.
+
+    The staging directory is rebuilt each time (it belongs to the run's output, never to the
+    user's data); ``copy2`` keeps modification times, so ExampleGen's fingerprint of an
+    unchanged window is unchanged and the pipeline cache hits.
+    """
+    if os.path.isdir(staging_dir):
+        shutil.rmtree(staging_dir)
+    target = os.path.join(staging_dir, f"{prefix}{window[-1]}")
+    os.makedirs(os.path.join(target, "train"))
+    os.makedirs(os.path.join(target, "eval"))
+    for number, src in zip(window, train_files):
+        shutil.copy2(src, os.path.join(target, "train", f"{prefix}{number}-{os.path.basename(src)}"))
+    shutil.copy2(eval_file, os.path.join(target, "eval", os.path.basename(eval_file)))
+    return target
+
+
+def discover(path: str, settings: DataSettings, staging_dir: Optional[str] = None) -> DataSource:
+    """Resolves ``--data`` into a DataSource, or raises DataValidationError saying why not.
+
+    ``staging_dir`` (inside the run's output) is where a window of several spans is staged.
+    """
     if _is_remote(path):
         import tensorflow as tf  # only for remote listings
 
@@ -94,6 +232,17 @@ def discover(path: str, settings: DataSettings) -> DataSource:
             files=(path,),
         )
     files = [e for e in entries if not e.startswith(".") and _format_of(e)]
+    spans = list_spans(path, settings.spans)
+    if spans:
+        if files:
+            raise DataValidationError(
+                [
+                    f"{path} holds both span directories ({settings.spans.prefix}N/) and data files "
+                    f"({', '.join(files[:5])}); move the files into a span directory"
+                ],
+                where="reading --data",
+            )
+        return _discover_spans(path, spans, settings, staging_dir)
     if settings.format != "auto":
         files = [e for e in files if _format_of(e) == settings.format]
     formats = {_format_of(e) for e in files}

@@ -82,6 +82,9 @@ class TrainingSettings(_Section):
     strategy: Literal["auto", "one_device", "mirrored", "multi_worker"] = "mirrored"
     # float16 compute with float32 variables; "auto" switches it on when a GPU is present.
     mixed_precision: Literal["auto", "on", "off"] = "auto"
+    # Where training state is saved after each epoch so a killed job resumes (a path that
+    # survives the restart, e.g. on object storage for a TFJob); default: inside the model run.
+    checkpoint_dir: Optional[str] = None
     seed: int = 42
     shuffle_buffer: int = Field(100_000, ge=1)
 

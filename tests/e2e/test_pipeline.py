@@ -88,6 +88,29 @@ def test_pushed_model_serves_what_the_evaluator_scored_in_a_fresh_process(first_
         assert row["precision"] == pytest.approx(tp / max(predicted.count(cls), 1), abs=1e-9)
 
 
+def test_tfjob_worker_entrypoint_trains_from_the_pipeline_transform_outputs(first_run, tmp_path):
+    """The TFJob worker (components/tfjob_train.py) on this run's Transform outputs, one process."""
+    out, _ = first_run
+    transform = out / "pipeline_root" / "Transform"
+    examples = next((transform / "transformed_examples").iterdir())
+    graph = next((transform / "transform_graph").iterdir())
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "textops.components.tfjob_train",
+            "--transformed-examples", str(examples), "--transform-graph", str(graph),
+            "--serving-model-dir", str(tmp_path / "model"), "--model-run-dir", str(tmp_path / "run"),
+            "--strategy", "one_device", "--set", "training.epochs=2",
+        ],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import tensorflow as tf
+
+    out_ = tf.saved_model.load(str(tmp_path / "model")).signatures["serving_default"](text=tf.constant(["the box arrived damaged"]))
+    assert out_["label"].numpy()[0].decode() == "shipping"
+    assert len(json.loads((tmp_path / "run" / "history.json").read_text())["history"]["loss"]) == 2
+
+
 def test_rerun_with_unchanged_inputs_is_served_from_cache(first_run, demo_dir):
     out, _ = first_run
     first = summary(out)

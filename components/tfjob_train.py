@@ -1,0 +1,90 @@
+"""Training beyond one node: the Trainer's ``run_fn`` as a Kubeflow Training Operator TFJob worker.
+
+Each worker pod of the TFJob (``pipelines/tfjob.py`` writes the manifest) runs
+
+    python -m textops.components.tfjob_train --transformed-examples URI --transform-graph URI \\
+        --serving-model-dir URI --model-run-dir URI [--config settings.yaml] [--set key=value ...]
+
+on the outputs of a pipeline's Transform. The operator sets ``TF_CONFIG``; the strategy is
+``multi_worker`` (MultiWorkerMirroredStrategy), so the workers train one model synchronously and
+the chief writes the SavedModel (same signatures as the pipeline's Trainer) and the history.
+``training.checkpoint_dir`` on shared storage lets restarted pods resume from the last epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Optional, Sequence
+
+from textops.settings import Settings, load_settings
+
+
+def trainer_config(settings: Settings, strategy: str = "multi_worker") -> dict:
+    from textops.components.trainer import TrainerConfig
+
+    return TrainerConfig(
+        text_column=settings.data.text_column,
+        oov_buckets=settings.transform.oov_buckets,
+        embedding_dim=settings.model.embedding_dim,
+        dropout=settings.model.dropout,
+        learning_rate=settings.training.learning_rate,
+        epochs=settings.training.epochs,
+        batch_size=settings.training.batch_size,
+        shuffle_buffer=settings.training.shuffle_buffer,
+        seed=settings.training.seed,
+        strategy=strategy,
+        mixed_precision=settings.training.mixed_precision,
+        lr_decay=settings.training.lr_decay,
+        checkpoint_dir=settings.training.checkpoint_dir,
+    ).to_custom_config()
+
+
+def train(
+    transformed_examples: str,
+    transform_graph: str,
+    serving_model_dir: str,
+    model_run_dir: str,
+    settings: Settings,
+    strategy: str = "multi_worker",
+) -> None:
+    """Builds TFX's ``fn_args`` from artifact locations and runs the Trainer's ``run_fn``."""
+    from tfx.components.trainer import fn_args_utils
+    from tfx.types import artifact_utils, standard_artifacts
+
+    from textops.components.trainer import run_fn
+
+    examples = standard_artifacts.Examples()
+    examples.uri = transformed_examples
+    examples.split_names = artifact_utils.encode_split_names(["train", "eval"])
+    graph = standard_artifacts.TransformGraph()
+    graph.uri = transform_graph
+    fn_args = fn_args_utils.get_common_fn_args(
+        {"examples": [examples], "transform_graph": [graph]},
+        {"train_args": "{}", "eval_args": "{}", "custom_config": json.dumps(trainer_config(settings, strategy))},
+    )
+    fn_args.transform_output = fn_args.transform_graph_path  # as the Trainer executor sets it
+    fn_args.serving_model_dir = serving_model_dir
+    fn_args.model_run_dir = model_run_dir
+    run_fn(fn_args)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m textops.components.tfjob_train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--transformed-examples", required=True, help="Transform's transformed_examples artifact URI")
+    parser.add_argument("--transform-graph", required=True, help="Transform's transform_graph artifact URI")
+    parser.add_argument("--serving-model-dir", required=True, help="where the chief writes the SavedModel")
+    parser.add_argument("--model-run-dir", required=True, help="TensorBoard logs, history, checkpoints")
+    parser.add_argument("--config", type=Path, default=None, help="settings YAML (the pipeline's)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--strategy", default="multi_worker", choices=["multi_worker", "mirrored", "one_device", "auto"])
+    args = parser.parse_args(argv)
+    settings = load_settings(args.config, args.overrides)
+    train(args.transformed_examples, args.transform_graph, args.serving_model_dir, args.model_run_dir, settings,
+          args.strategy)
+
+
+if __name__ == "__main__":
+    main()
