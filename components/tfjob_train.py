@@ -24,21 +24,7 @@ from textops.settings import Settings, load_settings
 def trainer_config(settings: Settings, strategy: str = "multi_worker") -> dict:
     from textops.components.trainer import TrainerConfig
 
-    return TrainerConfig(
-        text_column=settings.data.text_column,
-        oov_buckets=settings.transform.oov_buckets,
-        embedding_dim=settings.model.embedding_dim,
-        dropout=settings.model.dropout,
-        learning_rate=settings.training.learning_rate,
-        epochs=settings.training.epochs,
-        batch_size=settings.training.batch_size,
-        shuffle_buffer=settings.training.shuffle_buffer,
-        seed=settings.training.seed,
-        strategy=strategy,
-        mixed_precision=settings.training.mixed_precision,
-        lr_decay=settings.training.lr_decay,
-        checkpoint_dir=settings.training.checkpoint_dir,
-    ).to_custom_config()
+    return TrainerConfig.from_settings(settings, strategy).to_custom_config()
 
 
 def train(

@@ -21,6 +21,7 @@ from tfx.utils import json_utils
 from tfx_bsl.public import tfxio
 
 from textops import features
+from textops.settings import Settings
 from textops.components import distribution, model as model_lib, training
 
 _READ_BATCH = 1024
@@ -46,6 +47,24 @@ class TrainerConfig:
 
     def to_custom_config(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_settings(cls, settings: "Settings", strategy: Optional[str] = None) -> "TrainerConfig":
+        return cls(
+            text_column=settings.data.text_column,
+            oov_buckets=settings.transform.oov_buckets,
+            embedding_dim=settings.model.embedding_dim,
+            dropout=settings.model.dropout,
+            learning_rate=settings.training.learning_rate,
+            epochs=settings.training.epochs,
+            batch_size=settings.training.batch_size,
+            shuffle_buffer=settings.training.shuffle_buffer,
+            seed=settings.training.seed,
+            strategy=strategy or settings.training.strategy,
+            mixed_precision=settings.training.mixed_precision,
+            lr_decay=settings.training.lr_decay,
+            checkpoint_dir=settings.training.checkpoint_dir,
+        )
 
     @classmethod
     def from_custom_config(cls, config: Mapping[str, Any]) -> "TrainerConfig":

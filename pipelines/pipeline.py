@@ -146,21 +146,7 @@ def create_pipeline(
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
-        custom_config=trainer_lib.TrainerConfig(
-            text_column=data.text_column,
-            oov_buckets=settings.transform.oov_buckets,
-            embedding_dim=settings.model.embedding_dim,
-            dropout=settings.model.dropout,
-            learning_rate=settings.training.learning_rate,
-            epochs=settings.training.epochs,
-            batch_size=settings.training.batch_size,
-            shuffle_buffer=settings.training.shuffle_buffer,
-            seed=settings.training.seed,
-            strategy=settings.training.strategy,
-            mixed_precision=settings.training.mixed_precision,
-            lr_decay=settings.training.lr_decay,
-            checkpoint_dir=settings.training.checkpoint_dir,
-        ).to_custom_config(),
+        custom_config=trainer_lib.TrainerConfig.from_settings(settings).to_custom_config(),
         epochs=parameters.epochs,
     )
     model_base = model_repository.model_dir(locations.model_repository, settings.push.model_name)

@@ -6,12 +6,12 @@ the ones tests/serving uses.
 
 from __future__ import annotations
 
-import csv
 import random
 from pathlib import Path
 
 import textops  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 
+from tests.conftest import write_csv
 from tests.serving.conftest import (  # noqa: F401  (fixtures, re-exported for these tests)
     ServerProcess,
     demo_data,
@@ -73,13 +73,7 @@ def shifted_rows(n: int, seed: int) -> list[tuple[str, str]]:
     return rows
 
 
-def write_rows(path: Path, rows, header=("text", "label")) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
+write_rows = write_csv  # one CSV writer for all tests
 
 
 def make_span(root: Path, number: int, train_rows, test_rows, prefix: str = "span-") -> Path:
