@@ -93,14 +93,10 @@ def run_bare(data: Path) -> dict:
     texts, labels = read(data / "train.csv")
     test_texts, test_labels = read(data / "test.csv")
     started = time.perf_counter()
-    t = settings.transform
     model = bare.train_bare(
         texts,
         labels,
-        transform=TransformConfig(
-            ngram_max=t.ngram_max, max_tokens=t.max_tokens, vocab_size=t.vocab_size, min_count=t.min_count,
-            oov_buckets=t.oov_buckets, boundaries=t.boundaries,
-        ),
+        transform=TransformConfig.from_settings(settings),
         learning_rate=settings.training.learning_rate,
         embedding_dim=settings.model.embedding_dim,
         train_config=training.TrainConfig(

@@ -15,6 +15,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from textops import features
+from textops.settings import Settings
 from textops.components import text as text_ops
 
 
@@ -31,6 +32,20 @@ class TransformConfig:
 
     def to_custom_config(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "TransformConfig":
+        t = settings.transform
+        return cls(
+            text_column=settings.data.text_column,
+            label_column=settings.data.label_column,
+            ngram_max=t.ngram_max,
+            max_tokens=t.max_tokens,
+            vocab_size=t.vocab_size,
+            min_count=t.min_count,
+            oov_buckets=t.oov_buckets,
+            boundaries=t.boundaries,
+        )
 
     @classmethod
     def from_custom_config(cls, config: Mapping[str, Any] | None) -> "TransformConfig":

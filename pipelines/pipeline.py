@@ -127,16 +127,7 @@ def create_pipeline(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
-        custom_config=preprocessing.TransformConfig(
-            text_column=data.text_column,
-            label_column=data.label_column,
-            ngram_max=settings.transform.ngram_max,
-            max_tokens=settings.transform.max_tokens,
-            vocab_size=settings.transform.vocab_size,
-            min_count=settings.transform.min_count,
-            oov_buckets=settings.transform.oov_buckets,
-            boundaries=settings.transform.boundaries,
-        ).to_custom_config(),
+        custom_config=preprocessing.TransformConfig.from_settings(settings).to_custom_config(),
     )
     # The gate must pass before anything is transformed or trained.
     transform.add_upstream_node(example_validator)
