@@ -90,7 +90,7 @@ def monitor(
     the reference it built (<output>/reference/, reusable with --reference) ; prints a one-line
     verdict and exits with a status a scheduler can act on.
     """
-    from textops.cli import _quiet_third_party
+    from textops.cli import quiet_third_party
 
     retrain = None
     if retrain_on_drift:
@@ -101,7 +101,7 @@ def monitor(
         if feedback is None:
             raise click.UsageError("--retrain-on-drift needs --feedback: the labelled production texts become the new span")
         retrain = (data, pipeline_output, pipeline_config, pipeline_overrides, kfp_host, _load(pipeline_config, pipeline_overrides))
-    _quiet_third_party(None, verbose)
+    quiet_third_party(None, verbose)
     from textops.monitoring.config import MonitorError, MonitorExit, load_monitor_settings
 
     try:
@@ -193,9 +193,9 @@ monitor.help = (monitor.help or "") + "\n\n" + MONITOR_EXIT_HELP
 @click.option("--verbose", is_flag=True, help="Show TensorFlow/TFMA logs on the console.")
 def report(run_dir: Path, output: Optional[Path], curves_dir: Optional[Path], verbose: bool) -> None:
     """Write the model-analysis report of a run: gate, slices, confusion matrix, ROC/PR, training curves."""
-    from textops.cli import _quiet_third_party
+    from textops.cli import quiet_third_party
 
-    _quiet_third_party(None, verbose)
+    quiet_third_party(None, verbose)
     from textops.monitoring import curves
     from textops.monitoring.analysis_report import write_analysis_report
 

@@ -25,7 +25,7 @@ _EXIT_CODES_HELP = (
 )
 
 
-def _quiet_third_party(log_file: Optional[Path], verbose: bool) -> None:
+def quiet_third_party(log_file: Optional[Path], verbose: bool) -> None:
     """Full logs go to ``log_file``; the console shows progress, results and errors only."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -89,7 +89,7 @@ def main() -> None:
 
 def _run_pipeline(settings: Settings, data: str, output: Path, verbose: bool) -> int:
     log_file = Path(output).absolute() / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    _quiet_third_party(log_file, verbose)  # before TensorFlow is imported: it configures its logger then
+    quiet_third_party(log_file, verbose)  # before TensorFlow is imported: it configures its logger then
     from textops.pipelines.local_runner import RunPaths, run_local
     from textops.summary import render_text
 
@@ -176,7 +176,7 @@ def compile_cmd(target: str, output: str, data_root: Optional[str], config: Opti
     Per-run pipeline parameters: data_root, epochs and min_<metric> for each gated metric.
     """
     settings = _load(config, overrides)
-    _quiet_third_party(None, verbose=False)
+    quiet_third_party(None, verbose=False)
     from textops.pipelines.kubeflow_runner import compile_pipeline
 
     try:
@@ -289,7 +289,7 @@ def runs_list(output: Path, as_json: bool) -> None:
     """List every pipeline run of --output, oldest first."""
     import json
 
-    _quiet_third_party(None, verbose=False)
+    quiet_third_party(None, verbose=False)
     from textops import runs as runs_lib
 
     try:
@@ -311,7 +311,7 @@ def runs_list(output: Path, as_json: bool) -> None:
 @click.option("--output", required=True, type=click.Path(path_type=Path, file_okay=False), help="Run directory (--output of run/schedule).")
 def runs_compare(run_a: str, run_b: str, output: Path) -> None:
     """Compare two runs side by side. RUN_A/RUN_B: run id, unique prefix, position (1 oldest, -1 newest) or latest/previous."""
-    _quiet_third_party(None, verbose=False)
+    quiet_third_party(None, verbose=False)
     from textops import runs as runs_lib
 
     try:
@@ -339,7 +339,7 @@ def rollback(model_name: Optional[str], to_version: int, repository: Optional[st
     from textops import loop
 
     settings = _load(config, overrides)
-    _quiet_third_party(None, verbose=False)
+    quiet_third_party(None, verbose=False)
     repo = repository or settings.push.model_repository or (str(output / "model_repository") if output else None)
     if repo is None:
         raise click.UsageError("give --model-repository R (or --output of the pipeline run, or push.model_repository)")
@@ -371,7 +371,7 @@ def tfjob(workers, gpus_per_worker, transformed_examples, transform_graph, servi
     import yaml
 
     settings = _load(config, overrides)
-    _quiet_third_party(None, verbose=False)
+    quiet_third_party(None, verbose=False)
     from textops.pipelines.tfjob import tfjob_manifest
 
     try:
