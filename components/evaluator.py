@@ -160,7 +160,7 @@ class Executor(tfx_evaluator_executor.Executor):
             # holds bare SavedModels. Link locally, copy from remote storage.
             serving_dir = os.path.join(staging, "Format-Serving")
             if "://" in baseline.path:
-                model_repository._copy_tree(baseline.path, serving_dir)
+                model_repository.copy_tree(baseline.path, serving_dir)
             else:
                 os.symlink(os.path.abspath(baseline.path), serving_dir)
             artifact = standard_artifacts.Model()

@@ -114,7 +114,7 @@ class Executor(base_executor.BaseExecutor):
         )
         problems: list[str] = []
         try:
-            model_repository._copy_tree(source, stamped)
+            model_repository.copy_tree(source, stamped)
             records = write_warmup_records(os.path.join(stamped, WARMUP_FILE), exec_properties[MODEL_NAME_KEY], texts)
             runtime = ModelRuntime(exec_properties[MODEL_NAME_KEY], 0, stamped).load()
             runtime.warmup()

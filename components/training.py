@@ -183,9 +183,3 @@ def export_serving_model(
     }
     model.save(export_dir, save_format="tf", signatures=signatures, include_optimizer=False)
     log.info("exported SavedModel with signatures %s to %s", sorted(signatures), export_dir)
-
-
-def history_summary(history: Mapping[str, Sequence[float]]) -> dict[str, float]:
-    """Last-epoch value of each Keras history series."""
-    return {k: float(v[-1]) for k, v in history.items() if v}
-

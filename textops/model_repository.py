@@ -89,7 +89,7 @@ def next_version_number(repository: str, model_name: str, now: Optional[float] =
     return candidate
 
 
-def _copy_tree(src: str, dst: str, skip_files: tuple[str, ...] = ()) -> None:
+def copy_tree(src: str, dst: str, skip_files: tuple[str, ...] = ()) -> None:
     tf.io.gfile.makedirs(dst)
     for dirpath, _dirnames, filenames in tf.io.gfile.walk(src):
         rel = os.path.relpath(dirpath, src) if "://" not in src else dirpath[len(src):].lstrip("/")
@@ -138,7 +138,7 @@ def publish_version(
     try:
         # saved_model.pb goes last: a server polling an object store never sees a model
         # without its variables.
-        _copy_tree(saved_model_dir, staging, skip_files=_SAVED_MODEL_FILES)
+        copy_tree(saved_model_dir, staging, skip_files=_SAVED_MODEL_FILES)
         if record is not None:
             extra = _join(staging, "assets.extra")
             tf.io.gfile.makedirs(extra)

@@ -124,7 +124,6 @@ def test_rerun_with_unchanged_inputs_is_served_from_cache(first_run, demo_dir):
     assert s["pushed"]["already_in_service"] is True and s["pushed"]["version"] == first["pushed"]["version"]
     assert s["baseline"]["version"] == first["pushed"]["version"]
     assert len(model_repository.list_versions(str(out / "model_repository"), "text_classifier")) == 1
-    assert s["wall_seconds"] < first["wall_seconds"]
 
 
 def test_impossible_threshold_is_not_blessed_and_leaves_the_model_in_service(first_run, demo_dir):
