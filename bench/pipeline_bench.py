@@ -87,6 +87,7 @@ def run_bare(data: Path) -> dict:
     from textops.components import bare, training
     from textops.components.distribution import make_strategy
     from textops.components.preprocessing import TransformConfig
+    from textops.components.trainer import TrainerConfig
     from textops.settings import Settings
 
     settings = Settings()  # the pipeline's defaults: same model, same training settings
@@ -97,7 +98,7 @@ def run_bare(data: Path) -> dict:
         texts,
         labels,
         transform=TransformConfig.from_settings(settings),
-        learning_rate=settings.training.learning_rate,
+        learning_rate=TrainerConfig.from_settings(settings).effective_learning_rate,
         embedding_dim=settings.model.embedding_dim,
         train_config=training.TrainConfig(
             epochs=settings.training.epochs,
@@ -113,16 +114,19 @@ def run_bare(data: Path) -> dict:
     return {"seconds": seconds, "accuracy": accuracy}
 
 
-def run_fasttext(data: Path, workdir: Path) -> dict:
+def run_fasttext(data: Path, workdir: Path, with_predictions: bool = False) -> dict:
     try:
         import fasttext
     except ImportError:
         return {"seconds": None, "accuracy": None, "note": "fasttext-wheel not installed (scripts/setup.sh --bench)"}
 
+    def ft_label(y: str) -> str:
+        return f"__label__{y.replace(' ', '_')}"
+
     def to_ft(texts, labels, path):
         with open(path, "w", encoding="utf-8") as f:
             for t, y in zip(texts, labels):
-                f.write(f"__label__{y.replace(' ', '_')} {' '.join(t.lower().split())}\n")
+                f.write(f"{ft_label(y)} {' '.join(t.lower().split())}\n")
 
     texts, labels = read(data / "train.csv")
     test_texts, test_labels = read(data / "test.csv")
@@ -134,8 +138,13 @@ def run_fasttext(data: Path, workdir: Path) -> dict:
     model = fasttext.train_supervised(str(train_file), wordNgrams=2, epoch=5, thread=2, lr=1.0, verbose=0)
     seconds = time.perf_counter() - started
     predicted, _ = model.predict([" ".join(t.lower().split()) for t in test_texts])
-    accuracy = sum(p[0] == f"__label__{y.replace(' ', '_')}" for p, y in zip(predicted, test_labels)) / len(test_labels)
-    return {"seconds": seconds, "accuracy": accuracy}
+    by_label = {ft_label(y): y for y in set(labels) | set(test_labels)}
+    predicted = [by_label.get(p[0], p[0]) for p in predicted]
+    accuracy = sum(p == y for p, y in zip(predicted, test_labels)) / len(test_labels)
+    result = {"seconds": seconds, "accuracy": accuracy}
+    if with_predictions:
+        result.update(predictions=predicted, labels=test_labels)
+    return result
 
 
 def fmt(v, digits=1):

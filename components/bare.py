@@ -17,9 +17,11 @@ from typing import Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from textops import features
 from textops.components import model as model_lib
 from textops.components import text as text_ops
 from textops.components import training
+from textops.components import transformer as transformer_lib
 from textops.components.preprocessing import TransformConfig
 
 
@@ -63,22 +65,21 @@ class VocabularyTokenizer(tf.Module):
         self.max_tokens = config.max_tokens
         self.boundaries = config.boundaries
 
-    def __call__(self, text: tf.Tensor) -> tf.SparseTensor:
+    def __call__(self, text: tf.Tensor) -> dict:
         grams = text_ops.text_to_ngrams(text, self.ngram_max, self.max_tokens, self.boundaries)
-        return grams.with_flat_values(self.table.lookup(grams.flat_values)).to_sparse()
+        return {features.TOKENS_KEY: grams.with_flat_values(self.table.lookup(grams.flat_values)).to_sparse()}
 
 
 @dataclasses.dataclass
 class BareModel:
     model: object
-    tokenizer: VocabularyTokenizer
+    tokenizer: tf.Module
     classes: list[str]
     history: dict
     workdir: str
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
-        ids = self.tokenizer(tf.constant(list(texts)))
-        return self.model({"tokens": ids}).numpy()
+        return self.model(self.tokenizer(tf.constant(list(texts)))).numpy()
 
     def export(self, export_dir: str) -> str:
         training.export_serving_model(self.model, self.tokenizer, self.classes, export_dir)
@@ -87,9 +88,9 @@ class BareModel:
 
 def _dataset(tokenizer: VocabularyTokenizer, texts, labels, classes) -> tf.data.Dataset:
     index = {c: i for i, c in enumerate(classes)}
-    ids = tokenizer(tf.constant(list(texts)))
+    inputs = tokenizer(tf.constant(list(texts)))
     y = np.array([index.get(label, -1) for label in labels], dtype=np.int64)
-    return tf.data.Dataset.from_tensor_slices(({"tokens": ids}, y)).batch(1024)
+    return tf.data.Dataset.from_tensor_slices((inputs, y)).batch(1024)
 
 
 def train_bare(
@@ -140,5 +141,115 @@ def train_bare(
         train_config,
         strategy=strategy,
         verbose=verbose,
+    )
+    return BareModel(model, tokenizer, classes, history, workdir)
+
+
+# -- the transformer without the pipeline ---------------------------------------------------------
+
+
+def build_piece_vocabulary(texts: Sequence[str], word_vocab_size: int, char_vocab_size: int, max_tokens=None) -> list[str]:
+    """Most frequent words and character pieces (ties by value), like Transform's two
+    ``tft.vocabulary`` analyzers, laid out by ``text.assemble_vocabulary``."""
+    words = text_ops.tokenize(tf.constant(list(texts), dtype=tf.string), max_tokens)
+    word_counts = collections.Counter(words.flat_values.numpy().tolist())
+    char_counts = collections.Counter(text_ops.char_pieces(words.flat_values).flat_values.numpy().tolist())
+
+    def ranked(counts, k):
+        return [v for v, _ in sorted(counts.items(), key=lambda vc: (-vc[1], vc[0]))[:k]]
+
+    return text_ops.assemble_vocabulary(
+        ranked(word_counts, word_vocab_size), ranked(char_counts, char_vocab_size), word_vocab_size, char_vocab_size
+    )
+
+
+class PieceTokenizer(tf.Module):
+    """Raw text -> ``{pieces: int64[batch, sequence_length]}`` with a fixed piece vocabulary."""
+
+    def __init__(self, vocabulary: Sequence[str], word_pieces: int, sequence_length: int, max_tokens=None):
+        super().__init__(name="piece_tokenizer")
+        self.lookups = text_ops.VocabularyLookups(vocabulary, word_pieces)
+        self.word_pieces = word_pieces
+        self.sequence_length = sequence_length
+        self.max_tokens = max_tokens
+
+    def __call__(self, text: tf.Tensor) -> dict:
+        return {
+            features.PIECES_KEY: text_ops.pieces(
+                text,
+                self.lookups.word_lookup,
+                self.lookups.char_lookup,
+                self.word_pieces,
+                self.sequence_length,
+                self.max_tokens,
+            )
+        }
+
+
+def _piece_dataset(tokenizer: PieceTokenizer, texts, labels, classes) -> tf.data.Dataset:
+    index = {c: i for i, c in enumerate(classes)}
+    inputs = tokenizer(tf.constant(list(texts)))
+    y = np.array([index.get(label, -1) for label in labels], dtype=np.int64)
+    return tf.data.Dataset.from_tensor_slices((inputs, y)).batch(1024)
+
+
+def train_bare_transformer(
+    texts: Sequence[str],
+    labels: Sequence[str],
+    *,
+    encoder: transformer_lib.EncoderConfig | None = None,
+    word_vocab_size: int = 20_000,
+    char_vocab_size: int = 1_000,
+    pooling: str = "mean",
+    learning_rate: float = 1e-3,
+    pretrain: Optional[transformer_lib.PretrainConfig] = None,
+    pretrained_encoder: Optional[str] = None,
+    train_config: training.TrainConfig = training.TrainConfig(),
+    eval_texts: Optional[Sequence[str]] = None,
+    eval_labels: Optional[Sequence[str]] = None,
+    strategy: Optional[tf.distribute.Strategy] = None,
+    workdir: Optional[str] = None,
+    verbose: int = 0,
+    callbacks: Sequence = (),
+) -> "BareModel":
+    """Same tokenization (``text.pieces``), encoder, pre-training and training code as the
+    Trainer's ``transformer`` model, with the piece vocabulary built in Python."""
+    if len(texts) != len(labels):
+        raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
+    workdir = workdir or tempfile.mkdtemp(prefix="textops-bare-")
+    os.makedirs(workdir, exist_ok=True)
+    if pretrained_encoder:
+        vocabulary, word_pieces = transformer_lib.read_vocabulary(pretrained_encoder)
+        encoder = transformer_lib.read_encoder_config(pretrained_encoder)
+    else:
+        vocabulary = build_piece_vocabulary(texts, word_vocab_size, char_vocab_size)
+        word_pieces = word_vocab_size
+        encoder = dataclasses.replace(
+            encoder or transformer_lib.EncoderConfig(vocab_size=len(vocabulary)), vocab_size=len(vocabulary)
+        )
+    tokenizer = PieceTokenizer(vocabulary, word_pieces, encoder.sequence_length)
+    classes = class_order(labels)
+    train_ds = training.prepare_dataset(
+        _piece_dataset(tokenizer, texts, labels, classes),
+        train_config.batch_size,
+        shuffle=True,
+        shuffle_buffer=train_config.shuffle_buffer,
+        seed=train_config.seed,
+    )
+    eval_ds = None
+    if eval_texts is not None and eval_labels is not None:
+        eval_ds = training.prepare_dataset(_piece_dataset(tokenizer, eval_texts, eval_labels, classes), 256, shuffle=False)
+    model, history = training.train(
+        transformer_lib.ClassifierConfig(
+            encoder=encoder, num_classes=len(classes), pooling=pooling, learning_rate=learning_rate
+        ),
+        train_ds,
+        eval_ds,
+        train_config,
+        strategy=strategy,
+        verbose=verbose,
+        pretrain=pretrain,
+        pretrained_encoder=pretrained_encoder,
+        callbacks=callbacks,
     )
     return BareModel(model, tokenizer, classes, history, workdir)

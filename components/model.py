@@ -195,12 +195,17 @@ def build_bow_model(config: BowConfig) -> keras.Model:
             else config.learning_rate
         ),
         loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=[
-            keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-            MacroClassMetric(config.num_classes, "precision"),
-            MacroClassMetric(config.num_classes, "recall"),
-            MacroClassMetric(config.num_classes, "f1"),
-            SparseMacroAUC(config.num_classes, num_thresholds=200),
-        ],
+        metrics=classification_metrics(config.num_classes),
     )
     return model
+
+
+def classification_metrics(num_classes: int) -> list[keras.metrics.Metric]:
+    """The training-curve metrics of every model (the definitions the TFMA gate uses)."""
+    return [
+        keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+        MacroClassMetric(num_classes, "precision"),
+        MacroClassMetric(num_classes, "recall"),
+        MacroClassMetric(num_classes, "f1"),
+        SparseMacroAUC(num_classes, num_thresholds=200),
+    ]

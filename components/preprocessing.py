@@ -1,4 +1,9 @@
-"""Transform's ``preprocessing_fn``: raw text and label -> n-gram ids and a label id.
+"""Transform's ``preprocessing_fn``: raw text and label -> the model's input and a label id.
+
+Model ``bow``: word n-gram ids (``tokens``). Model ``transformer``: fixed-length piece ids
+(``pieces``: whole words from a word vocabulary, other words spelled in character pieces; see
+``components/text.py``), with both vocabularies computed from the data, or read from a
+pre-trained encoder's ``vocab.txt`` so the ids match its embeddings.
 
 Everything here becomes part of the TFT graph that the Trainer attaches to the exported
 SavedModel, so serving tokenizes exactly as training did. The raw column names and the
@@ -9,7 +14,7 @@ tokenization parameters arrive through Transform's ``custom_config`` (built by
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -17,6 +22,7 @@ import tensorflow_transform as tft
 from textops import features
 from textops.settings import Settings
 from textops.components import text as text_ops
+from textops.components import transformer as transformer_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +35,11 @@ class TransformConfig:
     min_count: int = 1
     oov_buckets: int = 10_000
     boundaries: bool = True  # n-grams with the text's start/end markers ("<s> what")
+    model_kind: str = "bow"  # bow: n-gram ids; transformer: piece ids
+    sequence_length: int = 64
+    word_vocab_size: int = 20_000
+    char_vocab_size: int = 1_000
+    pretrained_encoder: Optional[str] = None
 
     def to_custom_config(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -45,6 +56,11 @@ class TransformConfig:
             min_count=t.min_count,
             oov_buckets=t.oov_buckets,
             boundaries=t.boundaries,
+            model_kind=settings.model.kind,
+            sequence_length=settings.model.transformer.sequence_length,
+            word_vocab_size=settings.model.transformer.word_vocab_size,
+            char_vocab_size=settings.model.transformer.char_vocab_size,
+            pretrained_encoder=settings.model.transformer.pretrained_encoder,
         )
 
     @classmethod
@@ -92,12 +108,41 @@ def token_ids(text: tf.Tensor, config: TransformConfig) -> tf.SparseTensor:
     return ids.to_sparse()
 
 
+def piece_ids(text: tf.Tensor, config: TransformConfig) -> tf.Tensor:
+    """``[batch, sequence_length]`` piece ids of the transformer (see ``text.pieces``)."""
+    if config.pretrained_encoder:
+        vocabulary, word_pieces = transformer_lib.read_vocabulary(config.pretrained_encoder)
+        lookups = text_ops.VocabularyLookups(vocabulary, word_pieces)
+        return text_ops.pieces(
+            text, lookups.word_lookup, lookups.char_lookup, word_pieces, config.sequence_length, config.max_tokens
+        )
+    words = text_ops.tokenize(text, config.max_tokens)
+    chars = tf.RaggedTensor.from_row_splits(text_ops.char_pieces(words.flat_values), words.row_splits).merge_dims(1, 2)
+    word_vocab = tft.vocabulary(
+        words, top_k=config.word_vocab_size, frequency_threshold=config.min_count, vocab_filename=features.WORD_VOCAB_NAME
+    )
+    char_vocab = tft.vocabulary(chars, top_k=config.char_vocab_size, vocab_filename=features.CHAR_VOCAB_NAME)
+    return text_ops.pieces(
+        text,
+        lambda w: tft.apply_vocabulary(w, word_vocab, default_value=-1),
+        lambda c: tft.apply_vocabulary(c, char_vocab, default_value=-1),
+        config.word_vocab_size,
+        config.sequence_length,
+        config.max_tokens,
+    )
+
+
 def preprocessing_fn(inputs: Mapping[str, Any], custom_config: Mapping[str, Any] | None = None):
     """TFT preprocessing_fn (Transform passes ``custom_config`` when the signature accepts it)."""
     config = TransformConfig.from_custom_config(custom_config)
     outputs = {}
     text = to_dense_strings(inputs[config.text_column])
-    outputs[features.TOKENS_KEY] = token_ids(text, config)
+    if config.model_kind == "transformer":
+        outputs[features.PIECES_KEY] = piece_ids(text, config)
+    elif config.model_kind == "bow":
+        outputs[features.TOKENS_KEY] = token_ids(text, config)
+    else:
+        raise ValueError(f"model kind must be bow or transformer, got {config.model_kind!r}")
     if config.label_column in inputs:
         label = to_dense_strings(inputs[config.label_column])
         # Label vocabulary from the data (most frequent first); no OOV bucket: an unseen label at

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import tempfile
 from typing import Any, Mapping, Optional
@@ -21,10 +22,17 @@ from tfx.utils import json_utils
 from tfx_bsl.public import tfxio
 
 from textops import features
-from textops.settings import Settings
+from textops.settings import ENCODER_SIZES, Settings, coerce_hyperparameter
 from textops.components import distribution, model as model_lib, training
+from textops.components import text as text_ops, transformer as transformer_lib
+
+log = logging.getLogger(__name__)
 
 _READ_BATCH = 1024
+ENCODER_DIR = "encoder"  # <model_run>/encoder: the trained encoder, reusable as a pre-trained one
+
+
+DEFAULT_LEARNING_RATE = {"bow": 0.01, "transformer": 1e-3}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,9 +41,10 @@ class TrainerConfig:
 
     text_column: str
     oov_buckets: int
+    model_kind: str = "bow"  # bow | transformer
     embedding_dim: int = 64
     dropout: float = 0.0
-    learning_rate: float = 0.01
+    learning_rate: Optional[float] = None  # None: DEFAULT_LEARNING_RATE[model_kind]
     epochs: int = 5
     batch_size: int = 32
     shuffle_buffer: int = 100_000
@@ -44,17 +53,91 @@ class TrainerConfig:
     mixed_precision: str = "auto"  # auto | on | off
     lr_decay: bool = True
     checkpoint_dir: Optional[str] = None  # stable across restarts; default: <model_run>/backup
+    # transformer
+    sequence_length: int = 64
+    hidden_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    ffn_size: int = 256
+    transformer_dropout: float = 0.1
+    pooling: str = "mean"
+    word_vocab_size: int = 20_000
+    char_vocab_size: int = 1_000
+    pretrained_encoder: Optional[str] = None
+    pretrain_epochs: int = 0
+    pretrain_learning_rate: float = 1e-3
+    mask_rate: float = 0.15
+
+    def __post_init__(self) -> None:
+        if self.model_kind not in DEFAULT_LEARNING_RATE:
+            raise ValueError(f"model_kind must be one of {sorted(DEFAULT_LEARNING_RATE)}, got {self.model_kind!r}")
+
+    @property
+    def effective_learning_rate(self) -> float:
+        return self.learning_rate or DEFAULT_LEARNING_RATE[self.model_kind]
+
+    def model_config(self, num_classes: int, vocab_size: int):
+        if self.model_kind == "bow":
+            return model_lib.BowConfig(
+                vocab_size=vocab_size,
+                num_classes=num_classes,
+                embedding_dim=self.embedding_dim,
+                dropout=self.dropout,
+                learning_rate=self.effective_learning_rate,
+            )
+        return transformer_lib.ClassifierConfig(
+            encoder=transformer_lib.EncoderConfig(
+                vocab_size=vocab_size,
+                sequence_length=self.sequence_length,
+                hidden_size=self.hidden_size,
+                num_layers=self.num_layers,
+                num_heads=self.num_heads,
+                ffn_size=self.ffn_size,
+                dropout=self.transformer_dropout,
+            ),
+            num_classes=num_classes,
+            pooling=self.pooling,
+            learning_rate=self.effective_learning_rate,
+        )
+
+    def pretrain_config(self) -> Optional[transformer_lib.PretrainConfig]:
+        if self.model_kind != "transformer" or not self.pretrain_epochs:
+            return None
+        return transformer_lib.PretrainConfig(
+            epochs=self.pretrain_epochs, learning_rate=self.pretrain_learning_rate, mask_rate=self.mask_rate
+        )
+
+    def train_config(self) -> training.TrainConfig:
+        return training.TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            shuffle_buffer=self.shuffle_buffer,
+            seed=self.seed,
+            lr_decay=self.lr_decay,
+        )
+
+    def with_hyperparameters(self, values: Mapping[str, Any]) -> "TrainerConfig":
+        """This config with tuned values applied (a KerasTuner ``HyperParameters.values``)."""
+        tuned = tuned_values(values)
+        if self.pretrained_encoder and set(tuned) & set(ENCODER_SIZES):
+            raise ValueError(f"the pre-trained encoder fixes {sorted(set(tuned) & set(ENCODER_SIZES))}; they cannot be tuned")
+        config = dataclasses.replace(self, **tuned)
+        if config.model_kind == "transformer" and config.hidden_size % config.num_heads:
+            raise ValueError(f"hidden_size ({config.hidden_size}) must be a multiple of num_heads ({config.num_heads})")
+        return config
 
     def to_custom_config(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_settings(cls, settings: "Settings", strategy: Optional[str] = None) -> "TrainerConfig":
+        m, t = settings.model, settings.model.transformer
         return cls(
             text_column=settings.data.text_column,
             oov_buckets=settings.transform.oov_buckets,
-            embedding_dim=settings.model.embedding_dim,
-            dropout=settings.model.dropout,
+            model_kind=m.kind,
+            embedding_dim=m.embedding_dim,
+            dropout=m.dropout,
             learning_rate=settings.training.learning_rate,
             epochs=settings.training.epochs,
             batch_size=settings.training.batch_size,
@@ -64,6 +147,19 @@ class TrainerConfig:
             mixed_precision=settings.training.mixed_precision,
             lr_decay=settings.training.lr_decay,
             checkpoint_dir=settings.training.checkpoint_dir,
+            sequence_length=t.sequence_length,
+            hidden_size=t.hidden_size,
+            num_layers=t.num_layers,
+            num_heads=t.num_heads,
+            ffn_size=t.ffn_size,
+            transformer_dropout=t.dropout,
+            pooling=t.pooling,
+            word_vocab_size=t.word_vocab_size,
+            char_vocab_size=t.char_vocab_size,
+            pretrained_encoder=t.pretrained_encoder,
+            pretrain_epochs=m.pretraining.epochs,
+            pretrain_learning_rate=m.pretraining.learning_rate,
+            mask_rate=m.pretraining.mask_rate,
         )
 
     @classmethod
@@ -75,6 +171,20 @@ class TrainerConfig:
         return cls(**config)
 
 
+def tuned_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The tunable hyperparameters in ``values`` with their TrainerConfig types (an integer stays
+    an integer); KerasTuner's bookkeeping entries (``tuner/epochs``, ...) are left out."""
+    return {k: coerce_hyperparameter(k, v) for k, v in values.items() if not k.startswith("tuner/")}
+
+
+def hyperparameters_config_values(hp_config: Any) -> dict[str, Any]:
+    """``tuned_values`` of a ``keras_tuner.HyperParameters.get_config()`` (the Tuner's output file)."""
+    values = hp_config.get("values") if isinstance(hp_config, Mapping) else None
+    if not isinstance(values, Mapping):
+        raise ValueError(f"the best hyperparameters are not a KerasTuner HyperParameters config: {hp_config!r}")
+    return tuned_values(values)
+
+
 def _dataset(file_pattern, data_accessor, tft_output) -> tf.data.Dataset:
     return data_accessor.tf_dataset_factory(
         file_pattern,
@@ -82,6 +192,58 @@ def _dataset(file_pattern, data_accessor, tft_output) -> tf.data.Dataset:
             batch_size=_READ_BATCH, label_key=features.LABEL_ID_KEY, shuffle=False, num_epochs=1
         ),
         tft_output.transformed_metadata.schema,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingData:
+    """What ``run_fn`` and the Tuner's trials train on: Transform's outputs and the split files."""
+
+    tft_output: Any
+    class_names: list[str]
+    vocab_size: int
+    vocabulary: Optional[list]  # transformer pieces assembled from Transform's vocabularies
+    train_files: Any
+    eval_files: Any
+    data_accessor: Any
+
+    def model_config(self, config: TrainerConfig):
+        return config.model_config(len(self.class_names), self.vocab_size)
+
+    def datasets(self, config: TrainerConfig) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+        """(train, eval): train shuffled and batched by ``config.batch_size``."""
+        train_ds = training.prepare_dataset(
+            _dataset(self.train_files, self.data_accessor, self.tft_output),
+            config.batch_size,
+            shuffle=True,
+            shuffle_buffer=config.shuffle_buffer,
+            seed=config.seed,
+        )
+        eval_ds = training.prepare_dataset(
+            _dataset(self.eval_files, self.data_accessor, self.tft_output), max(config.batch_size, 256), shuffle=False
+        )
+        return train_ds, eval_ds
+
+
+def load_training_data(fn_args, config: TrainerConfig) -> TrainingData:
+    """Class names, vocabulary and split files from the Trainer's or the Tuner's ``fn_args``."""
+    tft_output = tft.TFTransformOutput(fn_args.transform_output or fn_args.transform_graph_path)
+    class_names = [c.decode("utf-8") for c in tft_output.vocabulary_by_name(features.LABEL_VOCAB_NAME)]
+    vocabulary = None
+    if config.model_kind == "bow":
+        vocab_size = tft_output.vocabulary_size_by_name(features.TOKEN_VOCAB_NAME) + config.oov_buckets
+    elif config.pretrained_encoder:
+        vocab_size = transformer_lib.read_encoder_config(config.pretrained_encoder).vocab_size
+    else:
+        vocabulary = text_ops.assemble_vocabulary(
+            tft_output.vocabulary_by_name(features.WORD_VOCAB_NAME),
+            tft_output.vocabulary_by_name(features.CHAR_VOCAB_NAME),
+            config.word_vocab_size,
+            config.char_vocab_size,
+        )
+        vocab_size = len(vocabulary)
+    return TrainingData(
+        tft_output, class_names, vocab_size, vocabulary, fn_args.train_files, fn_args.eval_files, fn_args.data_accessor
     )
 
 
@@ -98,42 +260,25 @@ def configure_precision(mode: str) -> str:
 def run_fn(fn_args) -> None:
     """Entry point named in the Trainer component (``run_fn``)."""
     config = TrainerConfig.from_custom_config(fn_args.custom_config or {})
+    # The Tuner's best hyperparameters (a KerasTuner HyperParameters config), when it ran.
+    tuned = hyperparameters_config_values(fn_args.hyperparameters) if fn_args.hyperparameters is not None else None
+    if tuned is not None:
+        config = config.with_hyperparameters(tuned)
+        log.info("training with the tuned hyperparameters %s", tuned)
     configure_precision(config.mixed_precision)
-    tft_output = tft.TFTransformOutput(fn_args.transform_output)
-    class_names = [c.decode("utf-8") for c in tft_output.vocabulary_by_name(features.LABEL_VOCAB_NAME)]
-    vocab_size = tft_output.vocabulary_size_by_name(features.TOKEN_VOCAB_NAME) + config.oov_buckets
-
-    train_config = training.TrainConfig(
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        shuffle_buffer=config.shuffle_buffer,
-        seed=config.seed,
-        lr_decay=config.lr_decay,
-    )
-    train_ds = training.prepare_dataset(
-        _dataset(fn_args.train_files, fn_args.data_accessor, tft_output),
-        config.batch_size,
-        shuffle=True,
-        shuffle_buffer=config.shuffle_buffer,
-        seed=config.seed,
-    )
-    eval_ds = training.prepare_dataset(
-        _dataset(fn_args.eval_files, fn_args.data_accessor, tft_output), max(config.batch_size, 256), shuffle=False
-    )
+    data = load_training_data(fn_args, config)
+    tft_output, class_names, vocab_size, vocabulary = data.tft_output, data.class_names, data.vocab_size, data.vocabulary
+    train_ds, eval_ds = data.datasets(config)
     model, history = training.train(
-        model_lib.BowConfig(
-            vocab_size=vocab_size,
-            num_classes=len(class_names),
-            embedding_dim=config.embedding_dim,
-            dropout=config.dropout,
-            learning_rate=config.learning_rate,
-        ),
+        data.model_config(config),
         train_ds,
         eval_ds,
-        train_config,
+        config.train_config(),
         strategy=distribution.make_strategy(config.strategy),
         log_dir=os.path.join(fn_args.model_run_dir, "tensorboard"),
         backup_dir=config.checkpoint_dir or os.path.join(fn_args.model_run_dir, "backup"),
+        pretrain=config.pretrain_config(),
+        pretrained_encoder=config.pretrained_encoder,
     )
     tokenizer = training.TftTokenizer(
         tft_output.transform_features_layer(), tft_output.raw_feature_spec(), config.text_column
@@ -147,8 +292,20 @@ def run_fn(fn_args) -> None:
         tf.io.gfile.rmtree(export_dir)
         return
     tf.io.gfile.makedirs(fn_args.model_run_dir)
+    if config.model_kind == "transformer":
+        # The (pre-)trained encoder in the documented format: another run can start from it
+        # (model.transformer.pretrained_encoder).
+        source = config.pretrained_encoder
+        transformer_lib.save_encoder(
+            model.get_layer("encoder"),
+            os.path.join(fn_args.model_run_dir, ENCODER_DIR),
+            *(transformer_lib.read_vocabulary(source) if source else (vocabulary, config.word_vocab_size)),
+        )
+    record = {"history": history, "classes": class_names, "vocab_size": vocab_size}
+    if tuned is not None:
+        record["hyperparameters"] = tuned
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "history.json"), "w") as f:
-        json.dump({"history": history, "classes": class_names, "vocab_size": vocab_size}, f, indent=2)
+        json.dump(record, f, indent=2)
 
 
 # -- the Trainer component: TFX's, plus an ``epochs`` parameter a pipeline run can override ----
@@ -190,7 +347,11 @@ class Trainer(base_component.BaseComponent):
         run_fn: str,
         custom_config: dict,
         epochs=None,
+        hyperparameters: Optional[types.BaseChannel] = None,
     ):
+        # The Tuner's best_hyperparameters; absent (not None) without a Tuner, so the node is
+        # the same as before tuning existed.
+        tuned = {standard_component_specs.HYPERPARAMETERS_KEY: hyperparameters} if hyperparameters is not None else {}
         super().__init__(
             spec=TextTrainerSpec(
                 examples=examples,
@@ -203,5 +364,6 @@ class Trainer(base_component.BaseComponent):
                 epochs=epochs,
                 model=types.Channel(type=standard_artifacts.Model),
                 model_run=types.Channel(type=standard_artifacts.ModelRun),
+                **tuned,
             )
         )

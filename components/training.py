@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, Callable, Mapping, Optional, Sequence
+import os
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import tensorflow as tf
 import tf_keras as keras
 
 from textops import features
 from textops.components import model as model_lib
+from textops.components import transformer as transformer_lib
 from textops.components import text as text_ops
 
 log = logging.getLogger(__name__)
@@ -43,8 +45,82 @@ def prepare_dataset(
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+ModelConfig = Union[model_lib.BowConfig, transformer_lib.ClassifierConfig]
+
+
+def _count_batches(dataset: tf.data.Dataset) -> int:
+    # One pass (it also fills the dataset cache the first epoch reads).
+    return int(dataset.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+
+
+def _backup(strategy: tf.distribute.Strategy, backup_dir: Optional[str]) -> list[keras.callbacks.Callback]:
+    if not backup_dir:
+        return []
+    if isinstance(strategy, tf.distribute.OneDeviceStrategy):
+        # Keras' BackupAndRestore supports the default, Mirrored, MultiWorkerMirrored and TPU
+        # strategies only.
+        log.warning("checkpoint/resume is off under OneDeviceStrategy; use 'mirrored' to resume killed jobs")
+        return []
+    return [keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch", delete_checkpoint=True)]
+
+
+def _build_transformer(
+    model_config: transformer_lib.ClassifierConfig,
+    train_dataset: tf.data.Dataset,
+    steps: int,
+    config: TrainConfig,
+    pretrain: Optional[transformer_lib.PretrainConfig],
+    pretrained_encoder: Optional[str],
+    backup_dir: Optional[str],
+    strategy: tf.distribute.Strategy,
+    log_dir: Optional[str],
+    verbose: int,
+) -> tuple[keras.Model, dict[str, list[float]], Optional[transformer_lib.Encoder]]:
+    """Encoder (new, or loaded) -> optional masked-LM pre-training -> classifier on top of it.
+
+    A finished pre-training stage is saved under ``backup_dir/pretrained`` so a job killed during
+    fine-tuning resumes there instead of pre-training again.
+    """
+    history: dict[str, list[float]] = {}
+    stage_dir = os.path.join(backup_dir, "pretrained") if backup_dir else None
+    resumed = bool(stage_dir) and tf.io.gfile.exists(os.path.join(stage_dir, transformer_lib.ENCODER_CONFIG_FILE))
+    with strategy.scope():
+        source = stage_dir if resumed else pretrained_encoder
+        encoder = (
+            transformer_lib.load_encoder(source, model_config.encoder)
+            if source
+            else transformer_lib.build_encoder(model_config.encoder)
+        )
+    if pretrain is not None and pretrain.epochs and not resumed:
+        with strategy.scope():
+            history.update(
+                transformer_lib.pretrain_mlm(
+                    encoder,
+                    train_dataset,
+                    pretrain,
+                    steps,
+                    log_dir=os.path.join(log_dir, "pretraining") if log_dir else None,
+                    verbose=verbose,
+                    seed=config.seed,
+                    callbacks=_backup(strategy, os.path.join(backup_dir, "mlm") if backup_dir else None),
+                )
+            )
+        if stage_dir:
+            transformer_lib.save_encoder(encoder, stage_dir)
+    elif resumed:
+        log.info("pre-training already finished before the restart; resuming from %s", stage_dir)
+    total = model_config.decay_steps or (steps * config.epochs if config.lr_decay else 0)
+    # Warm-up over the first 10% of the steps (BERT's fine-tuning recipe), then linear decay.
+    model_config = dataclasses.replace(
+        model_config, decay_steps=total, warmup_steps=model_config.warmup_steps or total // 10
+    )
+    with strategy.scope():
+        model = transformer_lib.build_classifier(model_config, encoder)
+    return model, history, encoder
+
+
 def train(
-    model_config: model_lib.BowConfig,
+    model_config: ModelConfig,
     train_dataset: tf.data.Dataset,
     eval_dataset: Optional[tf.data.Dataset],
     config: TrainConfig,
@@ -53,32 +129,38 @@ def train(
     verbose: int = 2,
     backup_dir: Optional[str] = None,
     steps_per_epoch: Optional[int] = None,
+    pretrain: Optional[transformer_lib.PretrainConfig] = None,
+    pretrained_encoder: Optional[str] = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> tuple[keras.Model, dict[str, list[float]]]:
     """Builds the model under ``strategy`` and fits it; returns the model and its history.
 
+    ``model_config`` picks the model: ``BowConfig`` (bag of n-grams) or ``ClassifierConfig``
+    (Transformer encoder; ``pretrain`` adds masked-LM pre-training on the training texts first,
+    ``pretrained_encoder`` starts from an encoder saved by ``transformer.save_encoder``).
     ``backup_dir``: Keras BackupAndRestore state (weights, optimizer, epoch) written after every
     epoch; a job killed mid-way and started again with the same directory resumes from its last
     completed epoch instead of starting over (the directory is removed when training finishes).
     """
     keras.utils.set_random_seed(config.seed)
     strategy = strategy or tf.distribute.get_strategy()
-    if config.lr_decay and not model_config.decay_steps:
-        # One pass to count the batches (it also fills the dataset cache the first epoch reads).
-        steps = int(train_dataset.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
-        model_config = dataclasses.replace(model_config, decay_steps=max(1, steps * config.epochs))
-    with strategy.scope():
-        model = model_lib.build_bow_model(model_config)
-    callbacks: list[keras.callbacks.Callback] = []
-    if backup_dir:
-        if isinstance(strategy, tf.distribute.OneDeviceStrategy):
-            # Keras' BackupAndRestore supports the default, Mirrored, MultiWorkerMirrored and TPU
-            # strategies only.
-            log.warning("checkpoint/resume is off under OneDeviceStrategy; use 'mirrored' to resume killed jobs")
-        else:
-            callbacks.append(keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch", delete_checkpoint=True))
+    history: dict[str, list[float]] = {}
+    if isinstance(model_config, transformer_lib.ClassifierConfig):
+        steps = steps_per_epoch or _count_batches(train_dataset)
+        model, history, _ = _build_transformer(
+            model_config, train_dataset, steps, config, pretrain, pretrained_encoder, backup_dir, strategy, log_dir, verbose
+        )
+        backup_dir = os.path.join(backup_dir, "classifier") if backup_dir else None
+    else:
+        if config.lr_decay and not model_config.decay_steps:
+            steps = steps_per_epoch or _count_batches(train_dataset)
+            model_config = dataclasses.replace(model_config, decay_steps=max(1, steps * config.epochs))
+        with strategy.scope():
+            model = model_lib.build_bow_model(model_config)
+    callbacks = [*callbacks, *_backup(strategy, backup_dir)]
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
-    history = model.fit(
+    fit = model.fit(
         train_dataset,
         validation_data=eval_dataset,
         epochs=config.epochs,
@@ -86,7 +168,8 @@ def train(
         callbacks=callbacks,
         verbose=verbose,
     )
-    return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    history.update({k: [float(v) for v in vals] for k, vals in fit.history.items()})
+    return model, history
 
 
 def _raw_text_input(text: tf.Tensor, spec: Any) -> Any:
@@ -113,7 +196,7 @@ def text_length_bucket(text: tf.Tensor) -> tf.Tensor:
 
 
 class TftTokenizer(tf.Module):
-    """Raw text -> n-gram ids through the Transform graph (the pipeline's tokenizer)."""
+    """Raw text -> the model's inputs through the Transform graph (the pipeline's tokenizer)."""
 
     def __init__(self, transform_layer: keras.layers.Layer, raw_feature_spec: Mapping[str, Any], text_column: str):
         super().__init__(name="tft_tokenizer")
@@ -126,14 +209,14 @@ class TftTokenizer(tf.Module):
         self.text_column = text_column
         self.text_spec = raw_feature_spec[text_column]
 
-    def __call__(self, text: tf.Tensor) -> tf.SparseTensor:
+    def __call__(self, text: tf.Tensor) -> dict[str, Any]:
         transformed = self.transform_layer({self.text_column: _raw_text_input(text, self.text_spec)})
-        return transformed[features.TOKENS_KEY]
+        return {k: v for k, v in transformed.items() if k in features.MODEL_INPUT_KEYS}
 
 
 def export_serving_model(
     model: keras.Model,
-    tokenizer: Callable[[tf.Tensor], tf.SparseTensor],
+    tokenizer: Callable[[tf.Tensor], Mapping[str, Any]],
     class_names: Sequence[str],
     export_dir: str,
 ) -> None:
@@ -151,7 +234,7 @@ def export_serving_model(
     text_column = getattr(tokenizer, "text_column", features.SERVING_INPUT)
 
     def _predict(text: tf.Tensor) -> dict[str, tf.Tensor]:
-        probabilities = model({features.TOKENS_KEY: model.textops_tokenizer(text)})
+        probabilities = model(model.textops_tokenizer(text))
         batch = tf.shape(probabilities)[0]
         return {
             features.OUTPUT_PROBABILITIES: probabilities,

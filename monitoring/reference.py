@@ -103,9 +103,13 @@ def score(model_dir: os.PathLike, texts: Sequence[str]) -> tuple[np.ndarray, lis
 
 def model_vocabulary(model_dir: os.PathLike) -> frozenset[str]:
     """Unigrams of the model's token vocabulary asset (Transform's ``token_vocab``, or the bare
-    path's ``token_vocab.txt``)."""
+    path's ``token_vocab.txt``; the transformer's word pieces, ``piece_words``)."""
     assets = Path(model_dir) / "assets"
-    candidates = sorted(assets.glob(f"{features.TOKEN_VOCAB_NAME}*")) if assets.is_dir() else []
+    candidates = []
+    if assets.is_dir():
+        candidates = sorted(assets.glob(f"{features.TOKEN_VOCAB_NAME}*")) or sorted(
+            assets.glob(f"{features.WORD_VOCAB_NAME}*")
+        )
     if not candidates:
         raise MonitorError(
             f"model {model_dir} has no {features.TOKEN_VOCAB_NAME} asset, so the OOV share cannot be "

@@ -26,6 +26,8 @@ from textops.errors import TextOpsError
 from textops.settings import KubeflowBeamSettings, ResourceSettings, Settings
 
 TRAINER = "Trainer"
+# Nodes that train models, on the Trainer's resources (GPU node pool): the Trainer, and the Tuner's trials.
+TRAINING_NODES = (TRAINER, "Tuner")
 # The gate reads the model in service at run time: a cached Evaluator/Pusher would reuse a
 # decision taken against another baseline, so their caching is off on Kubeflow.
 UNCACHED = ("Evaluator", "Pusher")
@@ -170,7 +172,7 @@ def build_pipeline(settings: Settings, data_root: Optional[str] = None):
     )
     pipeline = create_pipeline(settings, _source(settings, data_root), locations, parameters)
     for component in pipeline.components:
-        resources = kf.trainer if component.id == TRAINER else kf.default_resources
+        resources = kf.trainer if component.id in TRAINING_NODES else kf.default_resources
         component.with_platform_config(_resource_spec(resources))
     return pipeline
 
@@ -199,7 +201,7 @@ def compile_pipeline(settings: Settings, output: str, data_root: Optional[str] =
             task.setdefault("cachingOptions", {})["enableCache"] = False
     executors: dict[str, dict] = {}
     for task_name, task in spec["root"]["dag"]["tasks"].items():
-        resources = kf.trainer if task_name == TRAINER else kf.default_resources
+        resources = kf.trainer if task_name in TRAINING_NODES else kf.default_resources
         config = kubernetes_executor_config(resources)
         if config:
             label = spec["components"][task["componentRef"]["name"]]["executorLabel"]

@@ -18,6 +18,7 @@ from textops import model_repository
 from textops.components import evaluator as evaluator_lib
 from textops.components import infra_validator as infra_validator_lib
 from textops.components import preprocessing, pusher as pusher_lib, trainer as trainer_lib, validation
+from textops.components import tuner as tuner_lib
 from textops.data import DataSource
 from textops.settings import Settings
 
@@ -33,6 +34,7 @@ COMPONENT_ORDER = (
     "ImportSchemaGen",
     "ExampleValidator",
     "Transform",
+    "Tuner",
     "Trainer",
     "Evaluator",
     "InfraValidator",
@@ -132,6 +134,18 @@ def create_pipeline(
     # The gate must pass before anything is transformed or trained.
     transform.add_upstream_node(example_validator)
 
+    # Optional: KerasTuner searches tuning.space and the Trainer trains with the best values.
+    tuner = None
+    if settings.tuning.enabled:
+        tuner = tfx.components.Tuner(
+            tuner_fn=tuner_lib.TUNER_FN,
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            schema=schema_gen.outputs["schema"],
+            train_args=tfx.proto.TrainArgs(splits=["train"]),
+            eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+            custom_config=tuner_lib.TunerConfig.from_settings(settings).to_custom_config(),
+        )
     trainer = trainer_lib.Trainer(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
@@ -139,6 +153,7 @@ def create_pipeline(
         schema=schema_gen.outputs["schema"],
         custom_config=trainer_lib.TrainerConfig.from_settings(settings).to_custom_config(),
         epochs=parameters.epochs,
+        hyperparameters=tuner.outputs["best_hyperparameters"] if tuner is not None else None,
     )
     model_base = model_repository.model_dir(locations.model_repository, settings.push.model_name)
     evaluator = evaluator_lib.Evaluator(
@@ -178,6 +193,7 @@ def create_pipeline(
             schema_gen,
             example_validator,
             transform,
+            *([tuner] if tuner is not None else []),
             trainer,
             evaluator,
             infra_validator,

@@ -9,12 +9,16 @@ DEFAULT_TEXT_COLUMN = "text"
 DEFAULT_LABEL_COLUMN = "label"
 
 # Transformed features written by Transform and read by the Trainer.
-TOKENS_KEY = "tokens"  # int64 ids of word n-grams, variable length per example
+TOKENS_KEY = "tokens"  # int64 ids of word n-grams, variable length per example (model "bow")
+PIECES_KEY = "pieces"  # int64 [sequence_length] piece ids, [CLS] first, 0-padded (model "transformer")
+MODEL_INPUT_KEYS = (TOKENS_KEY, PIECES_KEY)  # whichever of these Transform writes feeds the model
 LABEL_ID_KEY = "label_id"  # int64 index into the label vocabulary
 
 # Vocabularies computed by Transform (stored as SavedModel assets).
 TOKEN_VOCAB_NAME = "token_vocab"
 LABEL_VOCAB_NAME = "label_vocab"
+WORD_VOCAB_NAME = "piece_words"  # the transformer's word pieces
+CHAR_VOCAB_NAME = "piece_chars"  # the transformer's character pieces
 
 # The exported SavedModel.
 SERVING_SIGNATURE = "serving_default"  # raw strings in

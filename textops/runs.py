@@ -208,7 +208,7 @@ def render_compare(a: RunInfo, b: RunInfo) -> str:
     return "\n".join(lines)
 
 
-_ORDER = {n: i for i, n in enumerate((
+_ORDER = {n: i for i, n in enumerate((  # pipelines.pipeline.COMPONENT_ORDER, without importing TFX
     "CsvExampleGen", "ImportExampleGen", "StatisticsGen", "SchemaGen", "ImportSchemaGen", "ExampleValidator",
-    "Transform", "Trainer", "Evaluator", "InfraValidator", "Pusher",
+    "Transform", "Tuner", "Trainer", "Evaluator", "InfraValidator", "Pusher",
 ))}

@@ -6,11 +6,13 @@ silently fall back to a default.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Callable, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
 from textops import features
 
@@ -68,16 +70,52 @@ class TransformSettings(_Section):
     boundaries: bool = Field(True, description='n-grams with start/end markers, e.g. "<s> what"')
 
 
+class TransformerSettings(_Section):
+    """The ``transformer`` model: a BERT-style encoder over word and character pieces."""
+
+    sequence_length: int = Field(64, ge=2, le=4096, description="pieces per text, [CLS] included; longer texts are cut")
+    hidden_size: int = Field(128, ge=8)
+    num_layers: int = Field(2, ge=1)
+    num_heads: int = Field(4, ge=1)
+    ffn_size: int = Field(256, ge=8)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    pooling: Literal["mean", "cls"] = "mean"
+    word_vocab_size: int = Field(20_000, ge=1, description="most frequent words kept as whole pieces")
+    char_vocab_size: int = Field(1_000, ge=1, description="character pieces other words are spelled with")
+    # A directory written by a transformer Trainer run (<model_run>/encoder) or by
+    # components.transformer.save_encoder: encoder.json, vocab.txt, checkpoint. Its vocabulary
+    # replaces the one Transform would build and its sizes must match the ones above.
+    pretrained_encoder: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "TransformerSettings":
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size ({self.hidden_size}) must be a multiple of num_heads ({self.num_heads})")
+        return self
+
+
+class PretrainingSettings(_Section):
+    """Masked-language-model pre-training of the transformer on the training texts (labels unused)."""
+
+    epochs: int = Field(0, ge=0, description="0: no pre-training")
+    learning_rate: float = Field(1e-3, gt=0.0)
+    mask_rate: float = Field(0.15, gt=0.0, lt=1.0)
+
+
 class ModelSettings(_Section):
-    kind: Literal["bow"] = "bow"
+    kind: Literal["bow", "transformer"] = "bow"
+    # bow: a fastText-style bag of n-grams
     embedding_dim: int = Field(64, ge=2)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    transformer: TransformerSettings = Field(default_factory=TransformerSettings)
+    pretraining: PretrainingSettings = Field(default_factory=PretrainingSettings)
 
 
 class TrainingSettings(_Section):
     epochs: int = Field(5, ge=1)
     batch_size: int = Field(32, ge=1)
-    learning_rate: float = Field(0.01, gt=0.0)
+    # Unset: the model's default, 0.01 for bow (sparse lazy Adam), 0.001 for transformer (AdamW).
+    learning_rate: Optional[float] = Field(None, gt=0.0)
     lr_decay: bool = Field(True, description="linear decay of the learning rate to 0 (as fastText)")
     strategy: Literal["auto", "one_device", "mirrored", "multi_worker"] = "mirrored"
     # float16 compute with float32 variables; "auto" switches it on when a GPU is present.
@@ -87,6 +125,170 @@ class TrainingSettings(_Section):
     checkpoint_dir: Optional[str] = None
     seed: int = 42
     shuffle_buffer: int = Field(100_000, ge=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Tunable:
+    """A hyperparameter the Tuner may search: a ``TrainerConfig`` field of the same name."""
+
+    type: type  # int or float
+    check: Callable[[float], bool]
+    rule: str  # what ``check`` accepts, for error messages
+    kinds: tuple[str, ...] = ("bow", "transformer")  # the model kinds it applies to
+
+
+# The names tuning.space accepts, each the TrainerConfig field it sets.
+TUNABLE_HYPERPARAMETERS: dict[str, Tunable] = {
+    "learning_rate": Tunable(float, lambda v: v > 0, "a number > 0"),
+    "batch_size": Tunable(int, lambda v: v >= 1, "an integer >= 1"),
+    "embedding_dim": Tunable(int, lambda v: v >= 2, "an integer >= 2", ("bow",)),
+    "dropout": Tunable(float, lambda v: 0 <= v < 1, "a number in [0, 1)", ("bow",)),
+    "hidden_size": Tunable(int, lambda v: v >= 8, "an integer >= 8", ("transformer",)),
+    "num_layers": Tunable(int, lambda v: v >= 1, "an integer >= 1", ("transformer",)),
+    "num_heads": Tunable(int, lambda v: v >= 1, "an integer >= 1", ("transformer",)),
+    "ffn_size": Tunable(int, lambda v: v >= 8, "an integer >= 8", ("transformer",)),
+    "transformer_dropout": Tunable(float, lambda v: 0 <= v < 1, "a number in [0, 1)", ("transformer",)),
+    "pretrain_epochs": Tunable(int, lambda v: v >= 0, "an integer >= 0", ("transformer",)),
+}
+# Sizes a pre-trained encoder fixes (model.transformer.pretrained_encoder): not tunable then.
+ENCODER_SIZES = ("hidden_size", "num_layers", "num_heads", "ffn_size")
+
+
+def coerce_hyperparameter(name: str, value: Any) -> Union[int, float]:
+    """``value`` as the type of tunable ``name`` (64.0 -> 64 for an integer); ValueError if it is not one."""
+    tunable = TUNABLE_HYPERPARAMETERS.get(name)
+    if tunable is None:
+        raise ValueError(f"unknown hyperparameter {name!r}; tunable ones: {', '.join(TUNABLE_HYPERPARAMETERS)}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name}: {value!r} is not a number ({name} must be {tunable.rule})")
+    if tunable.type is int:
+        if not float(value).is_integer():
+            raise ValueError(f"{name}: {value!r} is not an integer ({name} must be {tunable.rule})")
+        value = int(value)
+    else:
+        value = float(value)
+    if not math.isfinite(value) or not tunable.check(value):
+        raise ValueError(f"{name}: {value!r} is out of range ({name} must be {tunable.rule})")
+    return value
+
+
+class HyperparameterSpec(_Section):
+    """One dimension of ``tuning.space``: ``{choices: [...]}``, or ``{min, max}`` with an optional
+    ``step`` and ``sampling`` (``log``: ``step`` is a factor > 1). The name's type decides integer
+    or float (``batch_size: {min: 16, max: 64, step: 16}`` is an integer range)."""
+
+    choices: Optional[list[Union[int, float]]] = Field(None, min_length=1)
+    min: Optional[Union[int, float]] = None
+    max: Optional[Union[int, float]] = None
+    step: Optional[Union[int, float]] = Field(None, gt=0)
+    sampling: Optional[Literal["linear", "log"]] = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "HyperparameterSpec":
+        ranged = [k for k in ("min", "max", "step", "sampling") if getattr(self, k) is not None]
+        if self.choices is not None:
+            if ranged:
+                raise ValueError(f"give either choices or min/max, not both (remove {', '.join(ranged)})")
+            if len(set(self.choices)) != len(self.choices):
+                raise ValueError(f"choices {self.choices} repeat a value")
+            return self
+        if self.min is None or self.max is None:
+            raise ValueError("needs choices: [a, b, ...] or a range: {min: a, max: b} (optional step, sampling)")
+        if self.min >= self.max:
+            raise ValueError(f"min ({self.min}) must be below max ({self.max})")
+        if self.sampling == "log":
+            if self.min <= 0:
+                raise ValueError(f"sampling: log needs min > 0 (got {self.min})")
+            if self.step is not None and self.step <= 1:
+                raise ValueError(f"with sampling: log, step is a factor and must be > 1 (got {self.step})")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_unset(self, handler):  # `textops config` shows {choices: [...]}, not five keys
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+    def typed(self, name: str) -> "HyperparameterSpec":
+        """This spec with its values checked and coerced for tunable ``name``; ValueError if not."""
+        tunable = TUNABLE_HYPERPARAMETERS[name]
+        if self.choices is not None:
+            return self.model_copy(update={"choices": [coerce_hyperparameter(name, v) for v in self.choices]})
+        step = self.step
+        if step is not None and tunable.type is int:
+            if not float(step).is_integer():
+                raise ValueError(f"{name}: step {step!r} is not an integer ({name} is an integer)")
+            step = int(step)
+        return self.model_copy(
+            update={"min": coerce_hyperparameter(name, self.min), "max": coerce_hyperparameter(name, self.max), "step": step}
+        )
+
+    def values(self, limit: int = 100_000) -> Optional[list[Union[int, float]]]:
+        """Every value the spec allows when that is a finite set (choices, integer ranges), else None."""
+        if self.choices is not None:
+            return list(self.choices)
+        if not (isinstance(self.min, int) and isinstance(self.max, int)):
+            return None
+        if self.sampling == "log" and self.step is not None:
+            out, v = [], self.min
+            while v <= self.max:
+                out.append(int(v))
+                v *= self.step
+            return out
+        step = int(self.step) if self.sampling != "log" and self.step is not None else 1
+        return list(range(self.min, self.max + 1, step)) if (self.max - self.min) // step < limit else None
+
+
+def default_search_space(model: "ModelSettings") -> dict[str, HyperparameterSpec]:
+    """The space tuned when ``tuning.space`` is empty, per model kind."""
+    if model.kind == "bow":
+        return {
+            "learning_rate": HyperparameterSpec(choices=[0.003, 0.01, 0.03]),
+            "embedding_dim": HyperparameterSpec(choices=[32, 64, 128]),
+        }
+    space = {"learning_rate": HyperparameterSpec(choices=[3e-4, 1e-3, 3e-3])}
+    if model.transformer.pretrained_encoder:
+        space["transformer_dropout"] = HyperparameterSpec(choices=[0.1, 0.2])
+    else:  # head widths of 16 and 32, so every choice divides by num_heads
+        heads = model.transformer.num_heads
+        space["hidden_size"] = HyperparameterSpec(choices=[16 * heads, 32 * heads])
+    return space
+
+
+class TuningSettings(_Section):
+    """The optional TFX Tuner (KerasTuner) before the Trainer; the Trainer uses its best values."""
+
+    enabled: bool = False
+    max_trials: int = Field(6, ge=1, description="trials (models trained) at most; fewer if the space is smaller")
+    epochs: int = Field(2, ge=1, description="epochs per trial (hyperband: the most a trial trains)")
+    objective: Literal["val_accuracy", "val_f1", "val_loss"] = "val_accuracy"  # loss is minimized
+    algorithm: Literal["random", "bayesian", "hyperband"] = "random"
+    seed: int = 42
+    # name -> spec; names are TrainerConfig fields (TUNABLE_HYPERPARAMETERS). Empty: a default
+    # space for the model kind (default_search_space).
+    space: dict[str, HyperparameterSpec] = Field(default_factory=dict)
+
+    @field_validator("space", mode="before")
+    @classmethod
+    def _none_is_empty(cls, v: Any) -> Any:
+        return {} if v is None else v
+
+    @field_validator("space")
+    @classmethod
+    def _known_names(cls, space: dict[str, HyperparameterSpec]) -> dict[str, HyperparameterSpec]:
+        unknown = sorted(set(space) - set(TUNABLE_HYPERPARAMETERS))
+        if unknown:
+            raise ValueError(
+                f"unknown hyperparameter(s) {', '.join(unknown)}; tunable ones: {', '.join(TUNABLE_HYPERPARAMETERS)}"
+            )
+        return {name: spec.typed(name) for name, spec in space.items()}
+
+    @model_validator(mode="after")
+    def _hyperband_epochs(self) -> "TuningSettings":
+        if self.algorithm == "hyperband" and self.epochs < 2:
+            raise ValueError("algorithm hyperband needs epochs >= 2 (it trains promising trials longer)")
+        return self
+
+    def search_space(self, model: "ModelSettings") -> dict[str, HyperparameterSpec]:
+        return dict(self.space) or default_search_space(model)
 
 
 class Thresholds(_Section):
@@ -219,6 +421,7 @@ class Settings(_Section):
     transform: TransformSettings = Field(default_factory=TransformSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+    tuning: TuningSettings = Field(default_factory=TuningSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     push: PushSettings = Field(default_factory=PushSettings)
     beam: BeamSettings = Field(default_factory=BeamSettings)
@@ -230,6 +433,37 @@ class Settings(_Section):
     @classmethod
     def _none_is_default(cls, v: Any) -> Any:
         return {} if v is None else v
+
+    @model_validator(mode="after")
+    def _tuning_fits_the_model(self) -> "Settings":
+        if not self.tuning.enabled:
+            return self
+        kind, t = self.model.kind, self.model.transformer
+        space = self.tuning.search_space(self.model)
+        for name in space:
+            if kind not in TUNABLE_HYPERPARAMETERS[name].kinds:
+                raise ValueError(
+                    f"tuning.space.{name} tunes the {'/'.join(TUNABLE_HYPERPARAMETERS[name].kinds)} model but "
+                    f"model.kind is {kind}; remove it or tune one of: "
+                    + ", ".join(n for n, h in TUNABLE_HYPERPARAMETERS.items() if kind in h.kinds)
+                )
+            if t.pretrained_encoder and name in ENCODER_SIZES:
+                raise ValueError(
+                    f"tuning.space.{name}: the pre-trained encoder (model.transformer.pretrained_encoder) fixes "
+                    f"{', '.join(ENCODER_SIZES)}; remove it from the space"
+                )
+        if kind == "transformer" and ("hidden_size" in space or "num_heads" in space):
+            sizes = space["hidden_size"].values() if "hidden_size" in space else [t.hidden_size]
+            heads = space["num_heads"].values() if "num_heads" in space else [t.num_heads]
+            if sizes is None or heads is None:
+                raise ValueError("tuning.space: give hidden_size and num_heads as choices or integer ranges")
+            bad = next(((h, n) for h in sizes for n in heads if h % n), None)
+            if bad:
+                raise ValueError(
+                    f"tuning.space: hidden_size {bad[0]} is not a multiple of num_heads {bad[1]}; every hidden_size "
+                    "the space allows must divide by every num_heads (use choices, or a step that is a multiple)"
+                )
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)

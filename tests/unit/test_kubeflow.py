@@ -146,6 +146,29 @@ def test_every_executor_class_and_module_path_resolves_here(direct):
         assert callable(getattr(importlib.import_module(module), fn))
 
 
+def test_tuning_adds_a_tuner_on_the_training_resources_feeding_the_trainer(tmp_path):
+    _, spec, platform = _compile(
+        tmp_path, ["tuning.enabled=true", "tuning.max_trials=3", "tuning.space={learning_rate: {choices: [0.01, 0.1]}}"]
+    )
+    tasks = spec.root.dag.tasks
+    assert len(tasks) == 10 and "Tuner" in tasks
+    assert set(tasks["Tuner"].dependent_tasks) >= {"Transform"}
+    assert "Tuner" in tasks["Trainer"].dependent_tasks
+    best = tasks["Trainer"].inputs.artifacts["hyperparameters"].task_output_artifact
+    assert (best.producer_task, best.output_artifact_key) == ("Tuner", "best_hyperparameters")
+    params = tasks["Tuner"].inputs.parameters
+    module, _, fn = params["tuner_fn"].runtime_value.constant_value.string_value.rpartition(".")
+    assert callable(getattr(importlib.import_module(module), fn))
+    custom = json.loads(params["custom_config"].runtime_value.constant_value.string_value)
+    assert custom["space"] == {"learning_rate": {"choices": [0.01, 0.1]}} and custom["max_trials"] == 3
+    executor = executors(spec)["Tuner_executor"]["container"]
+    path = executor["args"][executor["args"].index("--executor_class_path") + 1]
+    assert path == "tfx.components.tuner.executor.Executor"
+    # The trials train models: the Tuner runs on the Trainer's GPU node pool like the Trainer.
+    assert executor["resources"]["accelerator"] == {"type": "nvidia.com/gpu", "count": "2"}
+    assert set(k8s_executors(platform)) == {"Trainer_executor", "Tuner_executor"}
+
+
 def test_vertex_pipeline_job_json(tmp_path):
     kubeflow_runner.compile_pipeline(load_settings(None, BASE), str(tmp_path / "job.json"))
     data = json.loads((tmp_path / "job.json").read_text())

@@ -63,3 +63,51 @@ def test_dense_strings_from_every_raw_shape():
 def test_unknown_transform_settings_are_rejected():
     with pytest.raises(ValueError, match="unknown transform settings"):
         TransformConfig.from_custom_config({"ngrams": 2})
+
+
+# -- the transformer's pieces -------------------------------------------------------------------
+
+from textops.components import text as text_ops  # noqa: E402
+from textops.components import transformer as transformer_lib  # noqa: E402
+
+
+def _pieces_config(**kw) -> TransformConfig:
+    return TransformConfig(model_kind="transformer", sequence_length=12, word_vocab_size=4, char_vocab_size=40, **kw)
+
+
+def test_transformer_pieces_whole_words_spelled_words_and_chinese_characters():
+    rows = [
+        {"text": "good movie", "label": "pos"},
+        {"text": "good film", "label": "pos"},
+        {"text": "bad movie good", "label": "neg"},
+        {"text": "我喜欢这部电影", "label": "pos"},
+    ]
+    transformed, output = _run(rows, _pieces_config())
+    words = [w.decode() for w in output.vocabulary_by_name(features.WORD_VOCAB_NAME)]
+    assert words[:2] == ["good", "movie"]  # most frequent first; top 4 kept
+    ids = [np.asarray(r[features.PIECES_KEY]).tolist() for r in transformed]
+    assert all(len(row) == 12 for row in ids)  # fixed length, [CLS] first, 0-padded
+    good, movie = text_ops.NUM_SPECIAL + 0, text_ops.NUM_SPECIAL + 1
+    assert ids[0][:4] == [text_ops.CLS_ID, good, movie, text_ops.PAD_ID]
+    # "film" is outside the 4-word vocabulary: spelled f ##i ##l ##m, ids after the word slots.
+    chars = [c.decode() for c in output.vocabulary_by_name(features.CHAR_VOCAB_NAME)]
+    spelled = [text_ops.NUM_SPECIAL + 4 + chars.index(c) for c in ("f", "##i", "##l", "##m")]
+    if "film" not in words:
+        assert ids[1][:7] == [text_ops.CLS_ID, good, *spelled, text_ops.PAD_ID]
+    # The Chinese text (no spaces) is one piece per character, not one token.
+    assert sum(1 for i in ids[3] if i >= text_ops.NUM_SPECIAL) == 7
+
+
+def test_transformer_pieces_from_a_pretrained_encoder_vocabulary(tmp_path):
+    vocabulary = text_ops.assemble_vocabulary(["movie", "good"], ["b", "##a", "##d"], 3, 3)
+    encoder = transformer_lib.build_encoder(
+        transformer_lib.EncoderConfig(vocab_size=len(vocabulary), sequence_length=12, hidden_size=8, num_heads=2, ffn_size=8, num_layers=1)
+    )
+    transformer_lib.save_encoder(encoder, str(tmp_path / "enc"), vocabulary, word_pieces=3)
+    rows = [{"text": "good bad movie", "label": "pos"}, {"text": "zzz", "label": "neg"}]
+    transformed, output = _run(rows, _pieces_config(pretrained_encoder=str(tmp_path / "enc")))
+    ids = [np.asarray(r[features.PIECES_KEY]).tolist() for r in transformed]
+    # good = word line 1, movie = word line 0; "bad" spelled b ##a ##d with the encoder's ids.
+    S = text_ops.NUM_SPECIAL
+    assert ids[0][:6] == [text_ops.CLS_ID, S + 1, S + 3 + 0, S + 3 + 1, S + 3 + 2, S + 0]
+    assert ids[1][:5] == [text_ops.CLS_ID, text_ops.UNK_ID, text_ops.UNK_ID, text_ops.UNK_ID, text_ops.PAD_ID]

@@ -1,0 +1,491 @@
+"""The language model: a small BERT-style Transformer encoder with a pooled classifier head.
+
+Token + position embeddings -> N post-LayerNorm encoder blocks (multi-head self-attention,
+GELU feed-forward) -> pooled ([CLS] or mean over the real pieces) -> dropout -> softmax, as in
+Devlin et al., "BERT" (2019), at sizes a CPU can train. It reads the fixed-length piece ids that
+Transform writes (``components/text.py: pieces``).
+
+Masked-language-model pre-training (``pretrain_mlm``) trains the same encoder to predict 15% of
+the pieces from their context (80% replaced by [MASK], 10% by a random piece, 10% unchanged)
+before fine-tuning, in the same Trainer run. A pre-trained encoder is saved and loaded in a
+documented directory format (``save_encoder`` / ``load_encoder``):
+
+    <dir>/encoder.json     {"format": "textops-encoder", "version": 1, "config": {...EncoderConfig}}
+    <dir>/vocab.txt        one piece per line, line number = id ([PAD], [CLS], [MASK], [UNK],
+                           words, then character pieces, "##" marking a continuation)
+    <dir>/checkpoint, <dir>/encoder-*.{index,data-*}   a tf.train.Checkpoint(encoder=...)
+
+Transform reads ``vocab.txt`` instead of building vocabularies from the data when a pre-trained
+encoder is configured, so the ids mean what they meant during pre-training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+from typing import Any, Mapping, Optional, Sequence
+
+import tensorflow as tf
+import tf_keras as keras
+
+from textops import features
+from textops.components import model as model_lib
+from textops.components import text as text_ops
+
+log = logging.getLogger(__name__)
+
+ENCODER_FORMAT = "textops-encoder"
+ENCODER_FORMAT_VERSION = 1
+ENCODER_CONFIG_FILE = "encoder.json"
+ENCODER_VOCAB_FILE = "vocab.txt"
+_CHECKPOINT_PREFIX = "encoder"
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderConfig:
+    vocab_size: int  # piece ids, special pieces included
+    sequence_length: int = 64
+    hidden_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    ffn_size: int = 256
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.vocab_size <= text_ops.NUM_SPECIAL:
+            raise ValueError(f"vocab_size must exceed the {text_ops.NUM_SPECIAL} special pieces, got {self.vocab_size}")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be a multiple of num_heads ({self.num_heads})"
+            )
+        if self.sequence_length < 2:
+            raise ValueError(f"sequence_length must be >= 2 ([CLS] and one piece), got {self.sequence_length}")
+        for name in ("num_layers", "num_heads", "ffn_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierConfig:
+    encoder: EncoderConfig
+    num_classes: int
+    pooling: str = "mean"  # mean | cls
+    learning_rate: float = 1e-3
+    warmup_steps: int = 0
+    decay_steps: int = 0  # linear decay to 0 after warm-up; 0: constant
+    weight_decay: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.pooling not in ("mean", "cls"):
+            raise ValueError(f"pooling must be mean or cls, got {self.pooling!r}")
+        if self.num_classes < 2:
+            raise ValueError(f"a classifier needs at least 2 classes, the label vocabulary has {self.num_classes}")
+
+
+def _init(stddev: float = 0.02):
+    return keras.initializers.TruncatedNormal(stddev=stddev)
+
+
+@keras.utils.register_keras_serializable(package="textops")
+class EncoderBlock(keras.layers.Layer):
+    """Self-attention + feed-forward, each with a residual connection and LayerNorm (post-LN)."""
+
+    def __init__(self, hidden_size: int, num_heads: int, ffn_size: int, dropout: float, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_size, self.num_heads, self.ffn_size, self.dropout_rate = hidden_size, num_heads, ffn_size, dropout
+        self.attention = keras.layers.MultiHeadAttention(
+            num_heads, hidden_size // num_heads, dropout=dropout, kernel_initializer=_init(), name="attention"
+        )
+        self.attention_norm = keras.layers.LayerNormalization(epsilon=1e-12, name="attention_norm")
+        self.ffn_in = keras.layers.Dense(ffn_size, activation="gelu", kernel_initializer=_init(), name="ffn_in")
+        self.ffn_out = keras.layers.Dense(hidden_size, kernel_initializer=_init(), name="ffn_out")
+        self.ffn_norm = keras.layers.LayerNormalization(epsilon=1e-12, name="ffn_norm")
+        self.dropout = keras.layers.Dropout(dropout)
+
+    def call(self, x, attention_mask, training=None):
+        attended = self.attention(x, x, attention_mask=attention_mask, training=training)
+        x = self.attention_norm(x + self.dropout(attended, training=training))
+        hidden = self.ffn_out(self.ffn_in(x))
+        return self.ffn_norm(x + self.dropout(hidden, training=training))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "hidden_size": self.hidden_size,
+            "num_heads": self.num_heads,
+            "ffn_size": self.ffn_size,
+            "dropout": self.dropout_rate,
+        }
+
+
+@keras.utils.register_keras_serializable(package="textops")
+class Encoder(keras.layers.Layer):
+    """Piece ids ``[batch, length]`` -> contextual vectors ``[batch, length, hidden]`` and the mask."""
+
+    def __init__(self, config: EncoderConfig | Mapping[str, Any], **kwargs):
+        super().__init__(**kwargs)
+        self.config = config if isinstance(config, EncoderConfig) else EncoderConfig(**config)
+        c = self.config
+        self.token_embedding = keras.layers.Embedding(
+            c.vocab_size, c.hidden_size, embeddings_initializer=_init(), name="token_embedding"
+        )
+        self.position_embedding = keras.layers.Embedding(
+            c.sequence_length, c.hidden_size, embeddings_initializer=_init(), name="position_embedding"
+        )
+        self.embedding_norm = keras.layers.LayerNormalization(epsilon=1e-12, name="embedding_norm")
+        self.embedding_dropout = keras.layers.Dropout(c.dropout)
+        self.blocks = [
+            EncoderBlock(c.hidden_size, c.num_heads, c.ffn_size, c.dropout, name=f"block_{i}")
+            for i in range(c.num_layers)
+        ]
+
+    def call(self, ids, training=None):
+        ids = tf.cast(ids, tf.int32)
+        # Pieces are left-aligned ([CLS] first, padding last): drop the padding columns no text in
+        # the batch reaches, so a batch of short texts (questions, SMS) costs what its longest
+        # text needs, not sequence_length. Padding is masked out anyway: the result is the same.
+        real = tf.reduce_sum(tf.cast(tf.not_equal(ids, text_ops.PAD_ID), tf.int32), axis=1)
+        length = tf.maximum(tf.reduce_max(real), 1)
+        ids = ids[:, :length]
+        mask = tf.not_equal(ids, text_ops.PAD_ID)
+        x = self.token_embedding(ids) + self.position_embedding(tf.range(length))[tf.newaxis]
+        x = self.embedding_dropout(self.embedding_norm(x), training=training)
+        attention_mask = mask[:, tf.newaxis, :]  # every position attends to the real pieces
+        for block in self.blocks:
+            x = block(x, attention_mask=attention_mask, training=training)
+        return x, mask
+
+    def get_config(self):
+        return {**super().get_config(), "config": dataclasses.asdict(self.config)}
+
+
+@keras.utils.register_keras_serializable(package="textops")
+class Pooler(keras.layers.Layer):
+    """``mean``: average of the vectors of the real pieces; ``cls``: the [CLS] vector."""
+
+    def __init__(self, mode: str = "mean", **kwargs):
+        super().__init__(**kwargs)
+        self.mode = mode
+
+    def call(self, sequence, mask):
+        if self.mode == "cls":
+            return sequence[:, 0]
+        weights = tf.cast(mask, sequence.dtype)[:, :, tf.newaxis]
+        return tf.reduce_sum(sequence * weights, axis=1) / tf.maximum(tf.reduce_sum(weights, axis=1), 1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to ``peak`` over ``warmup_steps``, then linear decay to 0 at ``total_steps``."""
+
+    def __init__(self, peak: float, warmup_steps: int, total_steps: int):
+        self.peak, self.warmup_steps, self.total_steps = peak, warmup_steps, total_steps
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warm = tf.cast(max(self.warmup_steps, 1), tf.float32)
+        rise = self.peak * tf.minimum(1.0, (step + 1.0) / warm)
+        if not self.total_steps:
+            return rise
+        span = tf.cast(max(self.total_steps - self.warmup_steps, 1), tf.float32)
+        fall = self.peak * tf.maximum(0.0, 1.0 - (step - float(self.warmup_steps)) / span)
+        return tf.where(step < float(self.warmup_steps), rise, fall)
+
+    def get_config(self):
+        return {"peak": self.peak, "warmup_steps": self.warmup_steps, "total_steps": self.total_steps}
+
+
+def _optimizer(learning_rate: float, warmup_steps: int, total_steps: int, weight_decay: float):
+    schedule = WarmupLinearDecay(learning_rate, warmup_steps, total_steps) if (warmup_steps or total_steps) else learning_rate
+    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay, epsilon=1e-6)
+    # No weight decay on LayerNorm parameters and biases, as in BERT.
+    optimizer.exclude_from_weight_decay(var_names=["norm", "bias"])
+    return optimizer
+
+
+def build_encoder(config: EncoderConfig) -> Encoder:
+    encoder = Encoder(config, name="encoder")
+    encoder(tf.zeros([1, config.sequence_length], tf.int64))  # creates the variables
+    return encoder
+
+
+def build_classifier(config: ClassifierConfig, encoder: Optional[Encoder] = None) -> keras.Model:
+    """Compiled Keras model: ``{pieces: int64[batch, length]}`` -> class probabilities."""
+    encoder = encoder or build_encoder(config.encoder)
+    ids = keras.Input(shape=(config.encoder.sequence_length,), dtype=tf.int64, name=features.PIECES_KEY)
+    sequence, mask = encoder(ids)
+    pooled = Pooler(config.pooling, name="pooler")(sequence, mask)
+    pooled = keras.layers.Dropout(config.encoder.dropout)(pooled)
+    probabilities = keras.layers.Dense(
+        config.num_classes, activation="softmax", kernel_initializer=_init(), name="probabilities", dtype="float32"
+    )(pooled)
+    model = keras.Model(inputs={features.PIECES_KEY: ids}, outputs=probabilities, name="transformer")
+    model.compile(
+        optimizer=_optimizer(config.learning_rate, config.warmup_steps, config.decay_steps, config.weight_decay),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=model_lib.classification_metrics(config.num_classes),
+    )
+    return model
+
+
+# -- masked-language-model pre-training -------------------------------------------------------------
+
+MLM_POSITIONS, MLM_IDS, MLM_WEIGHTS = "mlm_positions", "mlm_ids", "mlm_weights"
+
+
+def mask_pieces(
+    ids: tf.Tensor, vocab_size: int, mask_rate: float = 0.15, max_predictions: int = 20, seed: Optional[int] = None
+):
+    """BERT's masking for a batch ``[batch, length]`` of piece ids.
+
+    Picks ``mask_rate`` of the real pieces (at least one, at most ``max_predictions``) per text;
+    of those 80% become [MASK], 10% a random piece, 10% stay. Returns the corrupted ids and the
+    ``max_predictions`` picked positions, their original ids and weights (0 for padding slots).
+    """
+    ids = tf.cast(ids, tf.int64)
+    batch, length = tf.shape(ids)[0], tf.shape(ids)[1]
+    real = ids >= text_ops.NUM_SPECIAL
+    n_real = tf.reduce_sum(tf.cast(real, tf.int32), axis=1)
+    n_pick = tf.minimum(
+        tf.maximum(tf.cast(tf.round(tf.cast(n_real, tf.float32) * mask_rate), tf.int32), tf.minimum(n_real, 1)),
+        max_predictions,
+    )
+    # A random score per position; non-real positions rank last. The top n_pick are predicted.
+    score = tf.random.uniform(tf.shape(ids), seed=seed)
+    score = tf.where(real, score, -1.0)
+    k = tf.minimum(max_predictions, length)
+    top_score, positions = tf.math.top_k(score, k=k)
+    slot = tf.range(k)[tf.newaxis, :]
+    chosen = (slot < n_pick[:, tf.newaxis]) & (top_score >= 0.0)
+    positions = tf.where(chosen, positions, 0)
+    targets = tf.where(chosen, tf.gather(ids, positions, batch_dims=1), 0)
+    weights = tf.cast(chosen, tf.float32)
+    # What replaces each chosen piece.
+    action = tf.random.uniform(tf.shape(positions), seed=None if seed is None else seed + 1)
+    random_ids = tf.random.uniform(
+        tf.shape(positions), text_ops.NUM_SPECIAL, vocab_size, dtype=tf.int64, seed=None if seed is None else seed + 2
+    )
+    replacement = tf.where(action < 0.8, tf.constant(text_ops.MASK_ID, tf.int64), tf.where(action < 0.9, random_ids, targets))
+    replacement = tf.where(chosen, replacement, tf.gather(ids, positions, batch_dims=1))
+    rows = tf.tile(tf.range(batch)[:, tf.newaxis], [1, k])
+    scatter_index = tf.stack([tf.reshape(rows, [-1]), tf.reshape(positions, [-1])], axis=1)
+    # Unchosen slots point at position 0 ([CLS]) and write back its own id: a no-op.
+    corrupted = tf.tensor_scatter_nd_update(ids, scatter_index, tf.reshape(replacement, [-1]))
+    pad = tf.maximum(max_predictions - k, 0)
+    positions, targets, weights = (tf.pad(t, [[0, 0], [0, pad]]) for t in (positions, targets, weights))
+    return corrupted, positions, targets, weights
+
+
+@keras.utils.register_keras_serializable(package="textops")
+class MaskedLMHead(keras.layers.Layer):
+    """Transform -> LayerNorm -> logits over the pieces, the output matrix tied to the token embedding."""
+
+    def __init__(self, embedding: keras.layers.Embedding, hidden_size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.embedding = embedding
+        self.transform = keras.layers.Dense(hidden_size, activation="gelu", kernel_initializer=_init(), name="transform")
+        self.norm = keras.layers.LayerNormalization(epsilon=1e-12, name="norm")
+
+    def build(self, input_shape):
+        self.output_bias = self.add_weight(
+            name="output_bias", shape=(self.embedding.input_dim,), initializer="zeros", trainable=True
+        )
+        super().build(input_shape)
+
+    def call(self, gathered):
+        hidden = self.norm(self.transform(gathered))
+        logits = tf.matmul(hidden, tf.cast(self.embedding.embeddings, hidden.dtype), transpose_b=True)
+        return tf.cast(logits + tf.cast(self.output_bias, logits.dtype), tf.float32)
+
+
+def build_mlm_model(encoder: Encoder, learning_rate: float, warmup_steps: int, total_steps: int, weight_decay: float = 0.01) -> keras.Model:
+    c = encoder.config
+    ids = keras.Input(shape=(c.sequence_length,), dtype=tf.int64, name=features.PIECES_KEY)
+    positions = keras.Input(shape=(None,), dtype=tf.int32, name=MLM_POSITIONS)
+    sequence, _ = encoder(ids)
+    gathered = tf.gather(sequence, positions, batch_dims=1)
+    logits = MaskedLMHead(encoder.token_embedding, c.hidden_size, name="mlm_head")(gathered)
+    model = keras.Model(inputs={features.PIECES_KEY: ids, MLM_POSITIONS: positions}, outputs=logits, name="mlm")
+    model.compile(
+        optimizer=_optimizer(learning_rate, warmup_steps, total_steps, weight_decay),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    return model
+
+
+def mlm_dataset(
+    dataset: tf.data.Dataset, vocab_size: int, mask_rate: float = 0.15, max_predictions: int = 20, seed: int = 42
+) -> tf.data.Dataset:
+    """(features, label) batches -> ((pieces, positions), targets, weights); labels are dropped.
+
+    Masking runs in the input pipeline, a fresh draw every epoch (dynamic masking, as RoBERTa).
+    """
+
+    def corrupt(inputs, _label):
+        corrupted, positions, targets, weights = mask_pieces(
+            inputs[features.PIECES_KEY], vocab_size, mask_rate, max_predictions, seed=seed
+        )
+        return {features.PIECES_KEY: corrupted, MLM_POSITIONS: positions}, targets, weights
+
+    return dataset.map(corrupt, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig:
+    epochs: int = 0  # 0: no pre-training
+    learning_rate: float = 1e-3
+    mask_rate: float = 0.15
+    max_predictions: Optional[int] = None  # per text; None: mask_rate x sequence_length, rounded up
+    warmup_fraction: float = 0.1
+
+
+def pretrain_mlm(
+    encoder: Encoder,
+    train_dataset: tf.data.Dataset,
+    config: PretrainConfig,
+    steps_per_epoch: int,
+    log_dir: Optional[str] = None,
+    verbose: int = 2,
+    seed: int = 42,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> dict[str, list[float]]:
+    """Masked-LM training of ``encoder`` in place (call under the training strategy's scope)."""
+    total = max(1, steps_per_epoch * config.epochs)
+    # Logits are computed for every prediction slot, filled or not: size the slots to the rate.
+    max_predictions = config.max_predictions or max(1, math.ceil(config.mask_rate * encoder.config.sequence_length))
+    model = build_mlm_model(encoder, config.learning_rate, int(total * config.warmup_fraction), total)
+    callbacks = list(callbacks)
+    if log_dir:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
+    history = model.fit(
+        mlm_dataset(train_dataset, encoder.config.vocab_size, config.mask_rate, max_predictions, seed),
+        epochs=config.epochs,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    return {f"mlm_{k}": [float(v) for v in vals] for k, vals in history.history.items()}
+
+
+# -- the pre-trained encoder format ------------------------------------------------------------------
+
+
+class EncoderFormatError(ValueError):
+    """A pre-trained encoder directory is missing a file or does not match what it is used for."""
+
+
+def save_encoder(
+    encoder: Encoder, directory: str, vocabulary: Optional[Sequence[str]] = None, word_pieces: Optional[int] = None
+) -> str:
+    """Writes ``encoder`` (and its piece vocabulary) in the format ``load_encoder`` reads.
+
+    ``vocabulary``: every piece in id order; ``word_pieces``: how many of the lines after the
+    special pieces are words (the rest are character pieces). Both are needed for Transform to
+    tokenize with this encoder's ids; a directory without them can still be loaded as weights.
+    """
+    meta: dict[str, Any] = {
+        "format": ENCODER_FORMAT,
+        "version": ENCODER_FORMAT_VERSION,
+        "config": dataclasses.asdict(encoder.config),
+    }
+    tf.io.gfile.makedirs(directory)
+    if vocabulary is not None:
+        if len(vocabulary) != encoder.config.vocab_size:
+            raise EncoderFormatError(
+                f"the vocabulary has {len(vocabulary)} pieces but the encoder embeds {encoder.config.vocab_size}"
+            )
+        if word_pieces is None or not 0 <= word_pieces <= len(vocabulary) - text_ops.NUM_SPECIAL:
+            raise EncoderFormatError(f"word_pieces must be in [0, {len(vocabulary) - text_ops.NUM_SPECIAL}], got {word_pieces}")
+        with tf.io.gfile.GFile(os.path.join(directory, ENCODER_VOCAB_FILE), "w") as f:
+            f.write("".join(f"{p}\n" for p in vocabulary))
+        meta["word_pieces"] = word_pieces
+    tf.train.Checkpoint(encoder=encoder).save(os.path.join(directory, _CHECKPOINT_PREFIX))
+    with tf.io.gfile.GFile(os.path.join(directory, ENCODER_CONFIG_FILE), "w") as f:
+        json.dump(meta, f, indent=2)
+    return directory
+
+
+def _read_meta(directory: str) -> dict[str, Any]:
+    path = os.path.join(directory, ENCODER_CONFIG_FILE)
+    if not tf.io.gfile.exists(path):
+        raise EncoderFormatError(
+            f"{directory} is not a pre-trained encoder: {ENCODER_CONFIG_FILE} is missing "
+            f"(expected {ENCODER_CONFIG_FILE}, {ENCODER_VOCAB_FILE} and a checkpoint; see docs/models.md)"
+        )
+    try:
+        with tf.io.gfile.GFile(path) as f:
+            meta = json.load(f)
+    except json.JSONDecodeError as exc:
+        raise EncoderFormatError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != ENCODER_FORMAT or meta.get("version") != ENCODER_FORMAT_VERSION:
+        got = (meta.get("format"), meta.get("version")) if isinstance(meta, dict) else meta
+        raise EncoderFormatError(f"{path}: {got!r} is not format {ENCODER_FORMAT!r} version {ENCODER_FORMAT_VERSION}")
+    return meta
+
+
+def read_encoder_config(directory: str) -> EncoderConfig:
+    path = os.path.join(directory, ENCODER_CONFIG_FILE)
+    try:
+        return EncoderConfig(**_read_meta(directory)["config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, EncoderFormatError):
+            raise
+        raise EncoderFormatError(f"{path}: invalid encoder config: {exc}") from None
+
+
+def read_vocabulary(directory: str) -> tuple[list[str], int]:
+    """The pieces of a pre-trained encoder in id order, and how many of them are words."""
+    meta = _read_meta(directory)
+    path = os.path.join(directory, ENCODER_VOCAB_FILE)
+    if not tf.io.gfile.exists(path) or "word_pieces" not in meta:
+        raise EncoderFormatError(
+            f"{directory}: the encoder was saved without its vocabulary ({ENCODER_VOCAB_FILE} and "
+            f"word_pieces in {ENCODER_CONFIG_FILE}); Transform needs it to tokenize with this encoder's ids"
+        )
+    with tf.io.gfile.GFile(path) as f:
+        vocabulary = f.read().split("\n")
+    if vocabulary and vocabulary[-1] == "":
+        vocabulary.pop()
+    if tuple(vocabulary[: text_ops.NUM_SPECIAL]) != text_ops.SPECIAL_PIECES:
+        raise EncoderFormatError(
+            f"{path}: the first lines must be {list(text_ops.SPECIAL_PIECES)}, got {vocabulary[: text_ops.NUM_SPECIAL]}"
+        )
+    config = read_encoder_config(directory)
+    if len(vocabulary) != config.vocab_size:
+        raise EncoderFormatError(f"{path} has {len(vocabulary)} pieces but the encoder embeds {config.vocab_size}")
+    return vocabulary, int(meta["word_pieces"])
+
+
+def load_encoder(directory: str, expected: Optional[EncoderConfig] = None) -> Encoder:
+    """Builds the encoder ``directory`` describes and restores its weights.
+
+    ``expected``: the configuration the run asks for; a mismatch in any size is an error that
+    names the fields (a silently reshaped encoder would not be the pre-trained one).
+    """
+    config = read_encoder_config(directory)
+    if expected is not None:
+        diff = {
+            k: (getattr(config, k), getattr(expected, k))
+            for k in ("vocab_size", "sequence_length", "hidden_size", "num_layers", "num_heads", "ffn_size")
+            if getattr(config, k) != getattr(expected, k)
+        }
+        if diff:
+            details = ", ".join(f"{k}: encoder {a} vs settings {b}" for k, (a, b) in diff.items())
+            raise EncoderFormatError(f"the pre-trained encoder in {directory} does not match the settings ({details})")
+        config = dataclasses.replace(config, dropout=expected.dropout)
+    prefix = tf.train.latest_checkpoint(directory)
+    if prefix is None:
+        raise EncoderFormatError(f"{directory}: no checkpoint found (expected {_CHECKPOINT_PREFIX}-*.index)")
+    encoder = build_encoder(config)
+    tf.train.Checkpoint(encoder=encoder).read(prefix).assert_existing_objects_matched().expect_partial()
+    log.info("loaded pre-trained encoder %s from %s", config, directory)
+    return encoder
+
+
+def steps_for(num_examples: int, batch_size: int) -> int:
+    return max(1, math.ceil(num_examples / batch_size))
