@@ -3,7 +3,8 @@
 Each worker pod of the TFJob (``pipelines/tfjob.py`` writes the manifest) runs
 
     python -m textops.components.tfjob_train --transformed-examples URI --transform-graph URI \\
-        --serving-model-dir URI --model-run-dir URI [--config settings.yaml] [--set key=value ...]
+        --serving-model-dir URI --model-run-dir URI [--hyperparameters URI] \\
+        [--config settings.yaml] [--set key=value ...]
 
 on the outputs of a pipeline's Transform. The operator sets ``TF_CONFIG``; the strategy is
 ``multi_worker`` (MultiWorkerMirroredStrategy), so the workers train one model synchronously and
@@ -34,6 +35,7 @@ def train(
     model_run_dir: str,
     settings: Settings,
     strategy: str = "multi_worker",
+    hyperparameters: Optional[str] = None,
 ) -> None:
     """Builds TFX's ``fn_args`` from artifact locations and runs the Trainer's ``run_fn``."""
     from tfx.components.trainer import fn_args_utils
@@ -53,7 +55,23 @@ def train(
     fn_args.transform_output = fn_args.transform_graph_path  # as the Trainer executor sets it
     fn_args.serving_model_dir = serving_model_dir
     fn_args.model_run_dir = model_run_dir
+    if hyperparameters:
+        fn_args.hyperparameters = read_hyperparameters(hyperparameters)
     run_fn(fn_args)
+
+
+def read_hyperparameters(uri: str) -> dict:
+    """The Tuner's ``best_hyperparameters`` artifact (its directory or the file in it)."""
+    import tensorflow as tf
+
+    path = uri if uri.endswith(".txt") else f"{uri.rstrip('/')}/best_hyperparameters.txt"
+    if not tf.io.gfile.exists(path):
+        raise SystemExit(f"--hyperparameters: {path} does not exist (pass the Tuner's best_hyperparameters artifact URI)")
+    with tf.io.gfile.GFile(path) as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as exc:
+            raise SystemExit(f"--hyperparameters: {path} is not the Tuner's JSON: {exc}") from None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -63,13 +81,15 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--transform-graph", required=True, help="Transform's transform_graph artifact URI")
     parser.add_argument("--serving-model-dir", required=True, help="where the chief writes the SavedModel")
     parser.add_argument("--model-run-dir", required=True, help="TensorBoard logs, history, checkpoints")
+    parser.add_argument("--hyperparameters", default=None,
+                        help="the Tuner's best_hyperparameters artifact URI (when the pipeline tuned)")
     parser.add_argument("--config", type=Path, default=None, help="settings YAML (the pipeline's)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--strategy", default="multi_worker", choices=["multi_worker", "mirrored", "one_device", "auto"])
     args = parser.parse_args(argv)
     settings = load_settings(args.config, args.overrides)
     train(args.transformed_examples, args.transform_graph, args.serving_model_dir, args.model_run_dir, settings,
-          args.strategy)
+          args.strategy, args.hyperparameters)
 
 
 if __name__ == "__main__":

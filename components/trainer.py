@@ -283,6 +283,14 @@ def run_fn(fn_args) -> None:
     tokenizer = training.TftTokenizer(
         tft_output.transform_features_layer(), tft_output.raw_feature_spec(), config.text_column
     )
+    if config.model_kind == "transformer" and config.pretrained_encoder:
+        # Transform looked the pieces up in tables built from the encoder's vocab.txt (no asset):
+        # ship the word pieces as an asset, as a data-built vocabulary is, for monitoring's OOV share.
+        words_file = os.path.join(tempfile.mkdtemp(prefix="textops-pieces-"), features.WORD_VOCAB_NAME)
+        pieces, word_pieces = transformer_lib.read_vocabulary(config.pretrained_encoder)
+        with open(words_file, "w", encoding="utf-8") as f:
+            f.writelines(f"{w}\n" for w in pieces[text_ops.NUM_SPECIAL : text_ops.NUM_SPECIAL + word_pieces])
+        model.textops_word_pieces = tf.saved_model.Asset(words_file)
     # Under MultiWorkerMirroredStrategy every worker must take part in saving; only the chief's
     # copy is the output, the others write to a scratch directory.
     chief = distribution.is_chief()

@@ -8,12 +8,14 @@ pipeline's Trainer. The operator injects ``TF_CONFIG`` into every pod.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from textops.pipelines.kubeflow_runner import kubernetes_executor_config
 from textops.settings import Settings
 
 ENTRYPOINT = "textops.components.tfjob_train"
+TRAINING_SECTIONS = ("data", "transform", "model", "training")
 
 
 def tfjob_manifest(
@@ -26,6 +28,7 @@ def tfjob_manifest(
     model_run_dir: str,
     gpus_per_worker: int | None = None,
     namespace: str = "kubeflow",
+    hyperparameters: str | None = None,
 ) -> dict[str, Any]:
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -49,12 +52,14 @@ def tfjob_manifest(
         "--transform-graph", transform_graph,
         "--serving-model-dir", serving_model_dir,
         "--model-run-dir", model_run_dir,
-        "--set", f"training.checkpoint_dir={settings.training.checkpoint_dir}",
-        "--set", f"training.epochs={settings.training.epochs}",
-        "--set", f"training.batch_size={settings.training.batch_size}",
-        "--set", f"data.text_column={settings.data.text_column}",
-        "--set", f"transform.oov_buckets={settings.transform.oov_buckets}",
     ]
+    # Every setting the Trainer's code reads travels with the job (the model kind and sizes must
+    # match the Transform outputs): one JSON value (valid YAML) per section.
+    values = settings.to_dict()
+    for section in TRAINING_SECTIONS:
+        args += ["--set", f"{section}={json.dumps(values[section], separators=(',', ':'))}"]
+    if hyperparameters:
+        args += ["--hyperparameters", hyperparameters]
     pod_spec: dict[str, Any] = {
         "containers": [
             {

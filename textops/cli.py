@@ -356,13 +356,14 @@ def rollback(model_name: Optional[str], to_version: int, repository: Optional[st
 @click.option("--transform-graph", required=True, help="URI of the same run's Transform transform_graph.")
 @click.option("--serving-model-dir", required=True, help="Where the chief writes the SavedModel.")
 @click.option("--model-run-dir", required=True, help="TensorBoard logs and history.")
+@click.option("--hyperparameters", default=None, help="The Tuner's best_hyperparameters URI, when the run tuned.")
 @click.option("--name", default="textops-train", show_default=True)
 @click.option("--namespace", default="kubeflow", show_default=True)
 @click.option("--output", default="tfjob.yaml", show_default=True)
 @config_option
 @set_option
-def tfjob(workers, gpus_per_worker, transformed_examples, transform_graph, serving_model_dir, model_run_dir, name,
-          namespace, output, config, overrides) -> None:
+def tfjob(workers, gpus_per_worker, transformed_examples, transform_graph, serving_model_dir, model_run_dir,
+          hyperparameters, name, namespace, output, config, overrides) -> None:
     """Write a Kubeflow Training Operator TFJob for multi-worker training beyond one node.
 
     Needs training.checkpoint_dir on shared storage (restarted workers resume from it).
@@ -377,7 +378,7 @@ def tfjob(workers, gpus_per_worker, transformed_examples, transform_graph, servi
     try:
         manifest = tfjob_manifest(
             settings, name, workers, transformed_examples, transform_graph, serving_model_dir, model_run_dir,
-            gpus_per_worker=gpus_per_worker, namespace=namespace,
+            gpus_per_worker=gpus_per_worker, namespace=namespace, hyperparameters=hyperparameters,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

@@ -1,3 +1,4 @@
+import json
 import importlib
 
 import pytest
@@ -21,6 +22,8 @@ def test_manifest_has_workers_gpus_node_pool_and_the_entrypoint():
             "training.checkpoint_dir=gs://b/tfjob/ckpt",
             "kubeflow.image=registry.invalid/textops-pipeline:1",
             "kubeflow.trainer.node_selector={pool: gpu}",
+            "model.kind=transformer",
+            "model.transformer.hidden_size=256",
         ],
     )
     job = tfjob_manifest(settings, "textops-train", workers=4, gpus_per_worker=2, **URIS)
@@ -36,7 +39,15 @@ def test_manifest_has_workers_gpus_node_pool_and_the_entrypoint():
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     args = container["args"]
     assert args[args.index("--transformed-examples") + 1] == URIS["transformed_examples"]
-    assert "training.checkpoint_dir=gs://b/tfjob/ckpt" in args
+    # Every training-relevant section travels whole, so the worker builds the pipeline's model.
+    sections = {a.split("=", 1)[0]: json.loads(a.split("=", 1)[1]) for a in args if "=" in a and a.split("=", 1)[0] in
+                ("data", "transform", "model", "training")}
+    assert sections["training"]["checkpoint_dir"] == "gs://b/tfjob/ckpt"
+    assert sections["model"] == settings.to_dict()["model"]
+    from textops.settings import read_config, Settings
+
+    overrides = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
+    assert Settings.model_validate(read_config(None, overrides)[0]).to_dict()["model"] == settings.to_dict()["model"]
     assert callable(importlib.import_module(ENTRYPOINT).main)
     yaml.safe_load(yaml.safe_dump(job))  # serializable as a manifest
 
