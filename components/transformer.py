@@ -235,7 +235,7 @@ def build_classifier(config: ClassifierConfig, encoder: Optional[Encoder] = None
 
 # -- masked-language-model pre-training -------------------------------------------------------------
 
-MLM_POSITIONS, MLM_IDS, MLM_WEIGHTS = "mlm_positions", "mlm_ids", "mlm_weights"
+MLM_POSITIONS = "mlm_positions"  # the MLM model's second input: which positions to predict
 
 
 def mask_pieces(
@@ -485,7 +485,3 @@ def load_encoder(directory: str, expected: Optional[EncoderConfig] = None) -> En
     tf.train.Checkpoint(encoder=encoder).read(prefix).assert_existing_objects_matched().expect_partial()
     log.info("loaded pre-trained encoder %s from %s", config, directory)
     return encoder
-
-
-def steps_for(num_examples: int, batch_size: int) -> int:
-    return max(1, math.ceil(num_examples / batch_size))
