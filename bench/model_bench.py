@@ -140,7 +140,7 @@ def throughput(model, texts, labels, batch_size: int, steps: int = 60) -> dict:
     from textops.components import bare, training
 
     dataset = training.prepare_dataset(
-        bare._piece_dataset(model.tokenizer, texts, labels, model.classes), batch_size, shuffle=True
+        bare._dataset(model.tokenizer, texts, labels, model.classes), batch_size, shuffle=True
     )
     for _ in dataset:  # fill the cache, as the first training epoch does
         pass

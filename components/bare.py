@@ -86,11 +86,27 @@ class BareModel:
         return export_dir
 
 
-def _dataset(tokenizer: VocabularyTokenizer, texts, labels, classes) -> tf.data.Dataset:
+def _dataset(tokenizer: tf.Module, texts, labels, classes) -> tf.data.Dataset:
+    """(model inputs, label id) batches; ``tokenizer`` returns the model's input dict."""
     index = {c: i for i, c in enumerate(classes)}
     inputs = tokenizer(tf.constant(list(texts)))
     y = np.array([index.get(label, -1) for label in labels], dtype=np.int64)
     return tf.data.Dataset.from_tensor_slices((inputs, y)).batch(1024)
+
+
+def _train_eval_datasets(tokenizer, texts, labels, classes, train_config, eval_texts, eval_labels):
+    """The shuffled training batches and, when eval data is given, the evaluation batches."""
+    train_ds = training.prepare_dataset(
+        _dataset(tokenizer, texts, labels, classes),
+        train_config.batch_size,
+        shuffle=True,
+        shuffle_buffer=train_config.shuffle_buffer,
+        seed=train_config.seed,
+    )
+    eval_ds = None
+    if eval_texts is not None and eval_labels is not None:
+        eval_ds = training.prepare_dataset(_dataset(tokenizer, eval_texts, eval_labels, classes), 256, shuffle=False)
+    return train_ds, eval_ds
 
 
 def train_bare(
@@ -118,16 +134,7 @@ def train_bare(
         f.write(b"".join(g + b"\n" for g in vocabulary))
     tokenizer = VocabularyTokenizer(vocab_file, transform)
     classes = class_order(labels)
-    train_ds = training.prepare_dataset(
-        _dataset(tokenizer, texts, labels, classes),
-        train_config.batch_size,
-        shuffle=True,
-        shuffle_buffer=train_config.shuffle_buffer,
-        seed=train_config.seed,
-    )
-    eval_ds = None
-    if eval_texts is not None and eval_labels is not None:
-        eval_ds = training.prepare_dataset(_dataset(tokenizer, eval_texts, eval_labels, classes), 256, shuffle=False)
+    train_ds, eval_ds = _train_eval_datasets(tokenizer, texts, labels, classes, train_config, eval_texts, eval_labels)
     model, history = training.train(
         model_lib.BowConfig(
             vocab_size=len(vocabulary) + transform.oov_buckets,
@@ -186,13 +193,6 @@ class PieceTokenizer(tf.Module):
         }
 
 
-def _piece_dataset(tokenizer: PieceTokenizer, texts, labels, classes) -> tf.data.Dataset:
-    index = {c: i for i, c in enumerate(classes)}
-    inputs = tokenizer(tf.constant(list(texts)))
-    y = np.array([index.get(label, -1) for label in labels], dtype=np.int64)
-    return tf.data.Dataset.from_tensor_slices((inputs, y)).batch(1024)
-
-
 def train_bare_transformer(
     texts: Sequence[str],
     labels: Sequence[str],
@@ -229,16 +229,7 @@ def train_bare_transformer(
         )
     tokenizer = PieceTokenizer(vocabulary, word_pieces, encoder.sequence_length)
     classes = class_order(labels)
-    train_ds = training.prepare_dataset(
-        _piece_dataset(tokenizer, texts, labels, classes),
-        train_config.batch_size,
-        shuffle=True,
-        shuffle_buffer=train_config.shuffle_buffer,
-        seed=train_config.seed,
-    )
-    eval_ds = None
-    if eval_texts is not None and eval_labels is not None:
-        eval_ds = training.prepare_dataset(_piece_dataset(tokenizer, eval_texts, eval_labels, classes), 256, shuffle=False)
+    train_ds, eval_ds = _train_eval_datasets(tokenizer, texts, labels, classes, train_config, eval_texts, eval_labels)
     model, history = training.train(
         transformer_lib.ClassifierConfig(
             encoder=encoder, num_classes=len(classes), pooling=pooling, learning_rate=learning_rate

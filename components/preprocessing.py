@@ -20,7 +20,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from textops import features
-from textops.settings import Settings
+from textops.settings import Settings, dataclass_from_config
 from textops.components import text as text_ops
 from textops.components import transformer as transformer_lib
 
@@ -65,12 +65,7 @@ class TransformConfig:
 
     @classmethod
     def from_custom_config(cls, config: Mapping[str, Any] | None) -> "TransformConfig":
-        config = dict(config or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ValueError(f"unknown transform settings {unknown}; expected some of {sorted(known)}")
-        return cls(**config)
+        return dataclass_from_config(cls, config, "transform")
 
 
 def to_dense_strings(value: tf.Tensor | tf.SparseTensor) -> tf.Tensor:

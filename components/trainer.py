@@ -22,7 +22,7 @@ from tfx.utils import json_utils
 from tfx_bsl.public import tfxio
 
 from textops import features
-from textops.settings import ENCODER_SIZES, Settings, coerce_hyperparameter
+from textops.settings import ENCODER_SIZES, Settings, coerce_hyperparameter, dataclass_from_config
 from textops.components import distribution, model as model_lib, training
 from textops.components import text as text_ops, transformer as transformer_lib
 
@@ -164,11 +164,7 @@ class TrainerConfig:
 
     @classmethod
     def from_custom_config(cls, config: Mapping[str, Any]) -> "TrainerConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ValueError(f"unknown trainer settings {unknown}; expected some of {sorted(known)}")
-        return cls(**config)
+        return dataclass_from_config(cls, config, "trainer")
 
 
 def tuned_values(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import tf_keras as keras
 from keras_tuner.engine import base_tuner, trial as trial_lib
 from tfx.components.tuner.component import TunerFnResult
 
-from textops.settings import TUNABLE_HYPERPARAMETERS, Settings
+from textops.settings import TUNABLE_HYPERPARAMETERS, Settings, dataclass_from_config
 from textops.components import distribution, training
 from textops.components import trainer as trainer_lib
 
@@ -71,11 +71,7 @@ class TunerConfig:
 
     @classmethod
     def from_custom_config(cls, config: Mapping[str, Any]) -> "TunerConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ValueError(f"unknown tuner settings {unknown}; expected some of {sorted(known)}")
-        return cls(**config)
+        return dataclass_from_config(cls, config, "tuner")
 
 
 def build_hyperparameters(space: Mapping[str, Mapping[str, Any]]) -> kt.HyperParameters:

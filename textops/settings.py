@@ -469,6 +469,17 @@ class Settings(_Section):
         return self.model_dump(mode="json", by_alias=True)
 
 
+def dataclass_from_config(cls, config: Optional[dict[str, Any]], what: str):
+    """``cls(**config)`` for a component's ``custom_config`` dataclass; an unknown key is an error
+    naming it (a config written by another version of the pipeline must not be half-read)."""
+    config = dict(config or {})
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} settings {unknown}; expected some of {sorted(known)}")
+    return cls(**config)
+
+
 def format_validation_error(
     err: ValidationError,
     source: str,

@@ -142,7 +142,7 @@ def test_a_finished_pretraining_stage_is_not_repeated_after_a_restart(tmp_path):
     labels = [str(i % 2) for i in range(64)]
     vocabulary = bare.build_piece_vocabulary(texts, 20, 10)
     tokenizer = bare.PieceTokenizer(vocabulary, 20, 16)
-    dataset = training.prepare_dataset(bare._piece_dataset(tokenizer, texts, labels, ["0", "1"]), 16, shuffle=False)
+    dataset = training.prepare_dataset(bare._dataset(tokenizer, texts, labels, ["0", "1"]), 16, shuffle=False)
     config = T.ClassifierConfig(encoder=T.EncoderConfig(vocab_size=len(vocabulary), **TINY), num_classes=2)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
     # The pre-trained stage a killed job left behind.
