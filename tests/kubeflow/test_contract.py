@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+from pathlib import Path
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -342,3 +343,44 @@ def test_submit_rejects_unknown_parameters_and_bad_cron(direct, kfp_api):
         kubeflow_runner.submit(job.path, host, "e", "r", {"epoch": 3})
     with pytest.raises(TextOpsError, match="not a cron expression"):
         kubeflow_runner.normalize_cron("every day")
+
+
+# -- the example cluster settings under deploy/kubeflow compile to packages the API server takes --
+
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "kubeflow"
+CLUSTER_CONFIGS = sorted(p for p in DEPLOY.glob("*.yaml") if "kubeflow" in (yaml.safe_load(p.read_text()) or {}))
+
+
+@pytest.mark.parametrize("config", CLUSTER_CONFIGS, ids=lambda p: p.name)
+def test_deploy_configs_compile_to_packages_the_api_server_accepts(tmp_path, config):
+    from tests.kubeflow import replay
+
+    assert len(CLUSTER_CONFIGS) >= 2
+    package = tmp_path / "pipeline.yaml"
+    kubeflow_runner.compile_pipeline(load_settings(config, []), str(package))
+    spec, platform = replay.load_package(package)  # v2_template.go NewV2SpecTemplate
+    values = replay.runtime_parameters(spec, {})  # validatePipelineJobInputs + argo.go defaults
+    assert set(values) == set(spec["root"]["inputDefinitions"]["parameters"])
+    replay.runtime_parameters(spec, {"epochs": 3})
+    with pytest.raises(replay.ReplayError, match="not required by pipeline: epoch"):
+        replay.runtime_parameters(spec, {"epoch": 3})
+    text = package.read_text()
+    assert "constantValue" not in text  # resolve.go: "ConstantValue not implemented"
+    for label, executor in spec["deploymentSpec"]["executors"].items():
+        args = executor["container"]["args"]
+        assert "--json_serialized_inputs_spec_args" in args, label
+        assert executor["container"]["command"][:3] == ["python", "-m", "textops.pipelines.kfp_entrypoint"]
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert k8s["Trainer_executor"]["tolerations"] and k8s["Trainer_executor"]["nodeSelector"]["labels"]
+    trainer = spec["deploymentSpec"]["executors"]["Trainer_executor"]["container"]["resources"]
+    assert trainer["accelerator"]["type"] == "nvidia.com/gpu"
+
+
+def test_the_image_runs_the_entrypoint_and_carries_the_beam_boot():
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert "apache/beam_python3.10_sdk:${BEAM_VERSION}" in dockerfile
+    assert "COPY --from=beam /opt/apache/beam /opt/apache/beam" in dockerfile
+    assert "textops.pipelines.kfp_entrypoint" in dockerfile and "TF_USE_LEGACY_KERAS=1" in dockerfile
+    beam = [l for l in (DEPLOY.parents[1] / "constraints.txt").read_text().splitlines() if l.startswith("apache-beam")]
+    assert beam and f"ARG BEAM_VERSION={beam[0].split('==')[1]}" in dockerfile

@@ -8,6 +8,7 @@ import csv
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.kubeflow import replay
 from textops import model_repository
@@ -100,3 +101,40 @@ def test_two_scheduled_runs_push_then_retrain_on_new_data_and_gate_against_the_f
     assert trainer_input["examples"]["artifacts"][0]["name"] == str(transform)
     record = model_repository.read_push_record(versions[-1].path)
     assert f"/textops/{second.run_id}/Trainer/" in record["source_model_uri"], record
+
+
+def test_the_package_tfx_writes_by_itself_fails_on_the_cluster_at_the_stage_that_breaks(tmp_path, monkeypatch):
+    """The same replay with a fix reverted fails where open-source KFP fails, naming the stage:
+    TFX's own entrypoint in the first task; schema 2.0.0 at upload; no defaults at run creation.
+    (Empty input types and the Evaluator's baseline id: tests/kubeflow/test_entrypoint.py and
+    tests/unit/test_gate.py, in TFX's own code.)"""
+    volume = tmp_path / "volume"
+    generate(volume / "data", train_rows=60, test_rows=30, seed=5)
+    (volume / "models").mkdir()
+    package = tmp_path / "tfx-as-is.yaml"
+    # Revert the entrypoint: keep TFX's command, as KubeflowV2DagRunner writes it.
+    monkeypatch.setattr(kubeflow_runner, "_kubeflow_container", lambda container, launcher: None)
+    kubeflow_runner.compile_pipeline(cluster_settings(volume), str(package))
+    # KFP >= 2.5 adds the executor-logs output: TFX cannot import its type.
+    with pytest.raises(replay.ReplayError) as failure:
+        replay.KfpRun(replay.Backend(tmp_path / "b1"), package, dockerfile=DOCKERFILE).run({"epochs": 1})
+    assert failure.value.stage == "launcher (CsvExampleGen)"
+    assert "ImportError: Could not import system.Artifact" in str(failure.value)
+    # KFP 2.1 - 2.4 (no executor-logs): TFX writes to minio://, which neither Beam nor TensorFlow can open.
+    with pytest.raises(replay.ReplayError) as failure:
+        replay.KfpRun(replay.Backend(tmp_path / "b2"), package, dockerfile=DOCKERFILE, publish_logs=False).run({"epochs": 1})
+    assert failure.value.stage == "launcher (CsvExampleGen)"
+    assert "Unable to get filesystem from specified path" in str(failure.value) and "minio://" in str(failure.value)
+
+    # Revert schema 2.1: the API server refuses the upload.
+    spec, platform = (list(yaml.safe_load_all(package.read_text())) + [None])[:2]
+    spec["schemaVersion"] = "2.0.0"
+    old = tmp_path / "schema-2.0.yaml"
+    old.write_text(yaml.safe_dump_all([spec, platform]))
+    with pytest.raises(replay.ReplayError, match=r"api-server \(upload\): KFP only supports schema version 2.1.0"):
+        replay.load_package(old)
+    # Revert the parameter defaults: the API server refuses a run without values.
+    for definition in spec["root"]["inputDefinitions"]["parameters"].values():
+        definition.pop("defaultValue")
+    with pytest.raises(replay.ReplayError, match="parameter .* is not optional, yet has neither default value"):
+        replay.runtime_parameters(spec, {})
