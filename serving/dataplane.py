@@ -17,13 +17,21 @@ from textops.prediction_log import PredictionRecord
 
 from .batching import DynamicBatcher
 from .config import ServerConfig
-from .errors import InvalidInput, Overloaded, ServingError, Unavailable
+from .errors import InvalidInput, Overloaded, ServingError, Unavailable, shorten
 from .metrics import ServingMetrics
-from .prediction_logger import PredictionLogWriter
+from .ratelimit import RateLimitedLog
+from .prediction_logger import PredictionLogWriter, escape_unencodable
 from .repository import ModelManager
 from .runtime import ModelRuntime, Prediction
 
 log = logging.getLogger(__name__)
+
+
+def printable_request_id(request_id: str) -> str:
+    """A client's request id as it is logged and echoed: bytes that were not valid UTF-8 (HTTP
+    headers arrive as surrogate escapes) written as ``\\xff``, cut to 256 characters."""
+    request_id = escape_unencodable(request_id)
+    return request_id[:256]
 
 
 @dataclasses.dataclass
@@ -33,6 +41,21 @@ class PredictResult:
     prediction: Prediction
     request_id: str
     latency_s: float
+
+
+class Admission:
+    """A request's place among the model's in-flight requests; release it once answered."""
+
+    __slots__ = ("_dp", "_model")
+
+    def __init__(self, dataplane: "DataPlane", model: str):
+        self._dp, self._model = dataplane, model
+
+    def __enter__(self) -> "Admission":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._dp._release(self._model)
 
 
 class DataPlane:
@@ -48,7 +71,9 @@ class DataPlane:
         self.metrics = metrics
         self.prediction_log = prediction_log
         self._batchers: dict[str, DynamicBatcher] = {}
+        self._inflight: dict[str, int] = {}  # admitted, not yet answered (event-loop thread only)
         self._closing = False
+        self._auth_log = RateLimitedLog(log)
 
     # -- health ------------------------------------------------------------------------------
     def live(self) -> bool:
@@ -64,6 +89,13 @@ class DataPlane:
 
     def count(self, model: Optional[str], version: str, protocol: str, status: int) -> None:
         self.metrics.requests.labels(self.metric_model(model), version, protocol, str(status)).inc()
+
+    def auth_failed(self, protocol: str, peer: Optional[str], reason: str) -> None:
+        """A refused authentication: counted (401 / UNAUTHENTICATED) by the caller, logged here (rate-limited)."""
+        self._auth_log.log(
+            logging.WARNING, "%s authentication failed from %s: %s", protocol, peer or "unknown peer", reason,
+            extra={"event": "auth_failed", "protocol": protocol, "peer": peer},
+        )
 
     def check_texts(self, texts: Sequence[bytes]) -> list[str]:
         """Decoded texts, or InvalidInput naming the first bad one (count, UTF-8, size)."""
@@ -82,16 +114,34 @@ class DataPlane:
                 raise InvalidInput(f"instance {i}: text is not valid UTF-8 (bad byte at offset {exc.start})") from None
         return decoded
 
-    def fail_fast(self, model: str, protocol: str) -> None:
-        """Before any parsing: a full queue answers Overloaded at the cheapest possible point."""
+    def admit(self, model: str, protocol: str) -> "Admission":
+        """At request start, before the body is read or parsed: a ticket, or Overloaded (counted).
+
+        Past ``batching.max_inflight`` requests admitted and not yet answered for this model (or
+        with its queue already full) the request is refused at the cheapest possible point, so
+        under overload the server spends its time on requests it will answer, not on parsing
+        bodies it will then reject.
+        """
+        inflight = self._inflight.get(model, 0)
         batcher = self._batchers.get(model)
-        if batcher is not None and batcher.queued_texts >= self.config.batching.max_queue:
+        limit = self.config.batching.inflight_limit
+        queued = batcher.queued_texts if batcher is not None else 0
+        if inflight >= limit or queued >= self.config.batching.max_queue:
             self.count(model, "", protocol, Overloaded.http_status)
-            self.metrics.overload_rejections.labels(model, protocol).inc()
+            self.metrics.overload_rejections.labels(self.metric_model(model), protocol).inc()
             raise Overloaded(
-                f"model '{model}' is overloaded: {batcher.queued_texts} texts already queued "
-                f"(limit {self.config.batching.max_queue}); retry after a short backoff"
+                f"model {shorten(model)} is overloaded: {inflight} requests in flight (limit {limit}), "
+                f"{queued} texts queued (limit {self.config.batching.max_queue}); retry after a short backoff"
             )
+        self._inflight[model] = inflight + 1
+        return Admission(self, model)
+
+    def _release(self, model: str) -> None:
+        left = self._inflight.get(model, 1) - 1
+        if left > 0:
+            self._inflight[model] = left
+        else:
+            self._inflight.pop(model, None)
 
     async def predict(
         self,
@@ -106,7 +156,7 @@ class DataPlane:
     ) -> PredictResult:
         """Raises ServingError (already counted in metrics) or returns the prediction."""
         start = received if received is not None else time.perf_counter()
-        request_id = request_id or uuid.uuid4().hex
+        request_id = printable_request_id(request_id) if request_id else uuid.uuid4().hex
         runtime: Optional[ModelRuntime] = None
         decoded: list[str] = []
         try:
