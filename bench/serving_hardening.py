@@ -343,13 +343,17 @@ def main() -> int:
         if "overload" in groups:
             from textops.serving.loadgen import run_load
 
-            cfg = {**conn_cfg, "batching": {"max_queue": 16, "max_batch_size": 16}, "limits": {"max_instances": 8}}
+            cfg = {**conn_cfg, "batching": {"max_queue": int(os.environ.get("QUEUE", 16)), "max_batch_size": 16}, "limits": {"max_instances": 8}}
             srv = Server(args, repo, work, cfg)
-            bodies = [json.dumps({"instances": [f"text number {i} " * 20] * 8}).encode()]
+            bodies = [json.dumps({"instances": ["text number 1099 " * int(os.environ.get("REPEAT", 20))] * 8}).encode()]
             asyncio.run(run_load(srv.url + TFS, bodies, concurrency=4, requests=100))
-            cap = asyncio.run(run_load(srv.url + TFS, bodies, concurrency=4, duration_s=4))
+            cap = asyncio.run(run_load(srv.url + TFS, bodies, concurrency=int(os.environ.get("CAPCONC", 4)), duration_s=4))
             over = asyncio.run(run_load(srv.url + TFS, bodies, concurrency=256, duration_s=5))
+            paced = asyncio.run(run_load(srv.url + TFS, bodies, concurrency=64, duration_s=5, rate=2 * cap.throughput))
+            batches = srv.metric("textops_serving_batch_size_count")
             srv.stop()
+            rows.append(("overload: offered 2x capacity (paced, conc. 64): served req/s / ratio to capacity",
+                         f"{paced.throughput:.0f} / {paced.throughput / max(cap.throughput, 1e-9):.2f} ({paced.statuses.get(429, 0)} x 429, {batches:.0f} batches)"))
             rows.append(("overload: capacity (req/s, conc. 4) / served at conc. 256 (req/s) / ratio",
                          f"{cap.throughput:.0f} / {over.throughput:.0f} / {over.throughput / max(cap.throughput, 1e-9):.2f} ({over.statuses.get(429, 0)} x 429)"))
 

@@ -27,6 +27,14 @@ from .runtime import ModelRuntime, Prediction
 log = logging.getLogger(__name__)
 
 
+def _decrement(counts: dict[str, int], key: str) -> None:
+    left = counts.get(key, 1) - 1
+    if left > 0:
+        counts[key] = left
+    else:
+        counts.pop(key, None)
+
+
 def printable_request_id(request_id: str) -> str:
     """A client's request id as it is logged and echoed: bytes that were not valid UTF-8 (HTTP
     headers arrive as surrogate escapes) written as ``\\xff``, cut to 256 characters."""
@@ -44,18 +52,28 @@ class PredictResult:
 
 
 class Admission:
-    """A request's place among the model's in-flight requests; release it once answered."""
+    """A request admitted before its body was read: it counts against the model's queue (at
+    the recent average request size) until it is queued for the model or answered."""
 
-    __slots__ = ("_dp", "_model")
+    __slots__ = ("_dp", "_model", "_pending")
 
     def __init__(self, dataplane: "DataPlane", model: str):
-        self._dp, self._model = dataplane, model
+        self._dp, self._model, self._pending = dataplane, model, True
+
+    def queued(self, texts: int) -> None:
+        """Its texts are about to enter the batcher's queue, which counts them from now on."""
+        if self._pending:
+            self._pending = False
+            self._dp._admitted_done(self._model, texts)
 
     def __enter__(self) -> "Admission":
         return self
 
     def __exit__(self, *exc) -> None:
-        self._dp._release(self._model)
+        if self._pending:
+            self._pending = False
+            self._dp._admitted_done(self._model, None)
+        self._dp._answered(self._model)
 
 
 class DataPlane:
@@ -71,7 +89,10 @@ class DataPlane:
         self.metrics = metrics
         self.prediction_log = prediction_log
         self._batchers: dict[str, DynamicBatcher] = {}
-        self._inflight: dict[str, int] = {}  # admitted, not yet answered (event-loop thread only)
+        # admission bookkeeping (event-loop thread only); entries vanish when they reach 0
+        self._inflight: dict[str, int] = {}  # admitted, not yet answered
+        self._parsing: dict[str, int] = {}  # admitted, not yet queued for the model
+        self._texts_per_request: dict[str, float] = {}  # moving average, per model
         self._closing = False
         self._auth_log = RateLimitedLog(log)
 
@@ -114,34 +135,42 @@ class DataPlane:
                 raise InvalidInput(f"instance {i}: text is not valid UTF-8 (bad byte at offset {exc.start})") from None
         return decoded
 
-    def admit(self, model: str, protocol: str) -> "Admission":
+    def admit(self, model: str, protocol: str) -> Admission:
         """At request start, before the body is read or parsed: a ticket, or Overloaded (counted).
 
-        Past ``batching.max_inflight`` requests admitted and not yet answered for this model (or
-        with its queue already full) the request is refused at the cheapest possible point, so
-        under overload the server spends its time on requests it will answer, not on parsing
-        bodies it will then reject.
+        The request is refused at once when the model's queue, plus the requests admitted and
+        still being read or parsed (each at the recent average number of texts per request),
+        would pass ``batching.max_queue`` texts, or when ``batching.max_inflight`` requests are
+        admitted and unanswered. Under overload the server so spends its time on requests it
+        will answer, instead of reading and parsing bodies it would then refuse.
         """
-        inflight = self._inflight.get(model, 0)
+        cfg = self.config.batching
         batcher = self._batchers.get(model)
-        limit = self.config.batching.inflight_limit
         queued = batcher.queued_texts if batcher is not None else 0
-        if inflight >= limit or queued >= self.config.batching.max_queue:
+        parsing = self._parsing.get(model, 0)
+        expected = queued + (parsing + 1) * self._texts_per_request.get(model, 1.0)
+        inflight = self._inflight.get(model, 0)
+        if expected > cfg.max_queue or (cfg.max_inflight is not None and inflight >= cfg.max_inflight):
             self.count(model, "", protocol, Overloaded.http_status)
             self.metrics.overload_rejections.labels(self.metric_model(model), protocol).inc()
+            limit = f", limit {cfg.max_inflight}" if cfg.max_inflight is not None else ""
             raise Overloaded(
-                f"model {shorten(model)} is overloaded: {inflight} requests in flight (limit {limit}), "
-                f"{queued} texts queued (limit {self.config.batching.max_queue}); retry after a short backoff"
+                f"model {shorten(model)} is overloaded: {queued} texts queued and {parsing} requests being read "
+                f"(queue limit {cfg.max_queue} texts), {inflight} requests in flight{limit}; retry after a short backoff"
             )
+        self._parsing[model] = parsing + 1
         self._inflight[model] = inflight + 1
         return Admission(self, model)
 
-    def _release(self, model: str) -> None:
-        left = self._inflight.get(model, 1) - 1
-        if left > 0:
-            self._inflight[model] = left
-        else:
-            self._inflight.pop(model, None)
+    def _admitted_done(self, model: str, texts: Optional[int]) -> None:
+        """An admitted request stopped being 'read or parsed' (queued with ``texts``, or failed)."""
+        _decrement(self._parsing, model)
+        if texts is not None:
+            average = self._texts_per_request.get(model, 1.0)
+            self._texts_per_request[model] = 0.9 * average + 0.1 * texts
+
+    def _answered(self, model: str) -> None:
+        _decrement(self._inflight, model)
 
     async def predict(
         self,
@@ -153,6 +182,7 @@ class DataPlane:
         label: Optional[str] = None,
         request_id: Optional[str] = None,
         received: Optional[float] = None,
+        admission: Optional[Admission] = None,
     ) -> PredictResult:
         """Raises ServingError (already counted in metrics) or returns the prediction."""
         start = received if received is not None else time.perf_counter()
@@ -164,6 +194,8 @@ class DataPlane:
                 raise Unavailable("server is shutting down; retry on another replica")
             decoded = self.check_texts(texts)
             runtime = self.manager.resolve(model, version, label)
+            if admission is not None:
+                admission.queued(len(texts))
             prediction, _ = await self._batcher(model).submit(runtime, texts)
         except ServingError as exc:
             version_label = str(runtime.version) if runtime is not None else ""

@@ -125,7 +125,8 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
                 request_id = dict(context.invocation_metadata() or ()).get("x-request-id")
                 counted = True
                 result = await self.dp.predict(
-                    name, texts, protocol="grpc", version=version, label=label, request_id=request_id, received=received
+                    name, texts, protocol="grpc", version=version, label=label, request_id=request_id, received=received,
+                    admission=ticket,
                 )
         except ServingError as exc:
             await self._abort(context, exc, model, counted)

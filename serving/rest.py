@@ -219,6 +219,7 @@ class RestAdapter:
             label=info.get("label"),
             request_id=request_id or request.headers.get("X-Request-Id"),
             received=request["received"],
+            admission=request.get("admission"),
         )
 
     # -- TF Serving REST ---------------------------------------------------------------------
@@ -237,7 +238,7 @@ class RestAdapter:
     def _admit(self, request: web.Request):
         """Admission before the body is read (the data plane counts its own rejection)."""
         request["counted"] = True
-        ticket = self.dp.admit(request.match_info["name"], _protocol_of(request.path))
+        ticket = request["admission"] = self.dp.admit(request.match_info["name"], _protocol_of(request.path))
         request["counted"] = False
         return ticket
 
