@@ -60,7 +60,9 @@ class ConnectionGuard:
 
     def handler_kwargs(self) -> dict:
         """aiohttp ``RequestHandler`` settings (also what ``web.AppRunner`` would pass)."""
-        return {"keepalive_timeout": self.config.keepalive_timeout_s, "access_log": None}
+        # lingering_time: how long an unread request body is drained before the connection is
+        # closed (aiohttp's default, 10 s, would keep a timed-out body's connection open)
+        return {"keepalive_timeout": self.config.keepalive_timeout_s, "lingering_time": 2.0, "access_log": None}
 
     def protocol_factory(self, server: web.Server) -> Callable[[], "GuardedHandler"]:
         """What ``loop.create_server`` calls per accepted connection (instead of ``server``)."""
@@ -164,7 +166,7 @@ class GuardedHandler(web_protocol.RequestHandler):
         """A request aiohttp could not parse: a JSON error and one rate-limited line, no traceback."""
         if status >= 500:
             return super().handle_error(request, status, exc, message)
-        what = clip(message or exc or "malformed request", 200)
+        what = clip(" ".join(str(message or exc or "malformed request").split()), 200)  # one line
         self.guard.metrics.requests.labels("unknown", "", "http", str(status)).inc()
         self.guard.protocol_errors.log(logging.WARNING, "malformed HTTP request from %s: %s", request.remote, what)
         if request.writer.output_size > 0:

@@ -218,6 +218,8 @@ class ModelManager:
             state, signature, detail = _inspect(path)
             cand = model.candidates.get(version)
             if cand is None or cand.signature != signature:  # new, or its files changed: start over
+                if cand is not None:
+                    self._set_reason(model, version, None)  # drop the old reason's gauge
                 # settled since the newest file was written (as far as mtimes tell), else from now
                 newest = max((f[2] for f in signature), default=0) / 1e9
                 age = max(0.0, min(time.time() - newest, settle)) if cand is None else 0.0
