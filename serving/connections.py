@@ -162,6 +162,15 @@ class GuardedHandler(web_protocol.RequestHandler):
             )
         self.force_close()
 
+    def log_exception(self, *args, **kwargs) -> None:
+        """aiohttp logs a body it could not drain (bad compression, a client gone) with a
+        traceback; that is the client's fault: one rate-limited line. Anything else as before."""
+        exc = kwargs.get("exc_info")
+        if isinstance(exc, (web_protocol.RequestPayloadError, ConnectionError)):
+            self.guard.protocol_errors.log(logging.WARNING, "unreadable request body: %s", clip(" ".join(str(exc).split()), 200))
+            return
+        super().log_exception(*args, **kwargs)
+
     def handle_error(self, request, status: int = 500, exc: Optional[BaseException] = None, message: Optional[str] = None):
         """A request aiohttp could not parse: a JSON error and one rate-limited line, no traceback."""
         if status >= 500:
