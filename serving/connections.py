@@ -53,7 +53,8 @@ class ConnectionGuard:
         self.metrics = metrics
         self.max_connections = _fit_to_fd_limit(config.max_connections)
         self.open: set[GuardedHandler] = set()
-        self.protocol_errors = RateLimitedLog(log)
+        self.protocol_errors = RateLimitedLog(log)  # requests aiohttp cannot parse
+        self.body_errors = RateLimitedLog(log)  # bodies it cannot drain
         self.refusals = RateLimitedLog(log)
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._sweeper: Optional[asyncio.Task] = None
@@ -167,7 +168,7 @@ class GuardedHandler(web_protocol.RequestHandler):
         traceback; that is the client's fault: one rate-limited line. Anything else as before."""
         exc = kwargs.get("exc_info")
         if isinstance(exc, (web_protocol.RequestPayloadError, ConnectionError)):
-            self.guard.protocol_errors.log(logging.WARNING, "unreadable request body: %s", clip(" ".join(str(exc).split()), 200))
+            self.guard.body_errors.log(logging.WARNING, "unreadable request body: %s", clip(" ".join(str(exc).split()), 200))
             return
         super().log_exception(*args, **kwargs)
 
