@@ -40,7 +40,7 @@ def serve(
     swapped in atomically; a version that fails to load is never served. Health:
     /v2/health/live, /v2/health/ready. Metrics: /metrics. Stop with SIGTERM/Ctrl-C (graceful).
     Bearer-token auth is on when the variable named by auth_token_env (default
-    TEXTOPS_SERVING_TOKEN) is set.
+    TEXTOPS_SERVING_TOKEN) is set; set but empty is an error unless the config says 'auth: off'.
     """
     from .config import ConfigError, load_config
 
@@ -55,6 +55,7 @@ def serve(
             models=list(models) or None,
             **{"prediction_log.directory": prediction_log, "batching.enabled": False if no_batching else None},
         )
+        cfg.auth_token()  # a token variable that is set but empty stops here, before anything starts
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     if not cfg.model_repository.is_dir():

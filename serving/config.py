@@ -12,10 +12,14 @@ Example ``serving.yaml``::
         labels: {stable: 1700000000, canary: 1700003600}
     batching: {enabled: true, max_batch_size: 64, max_wait_ms: 0.0, max_queue: 512}
     limits: {max_body_bytes: 1048576, max_instances: 256}
+    connections: {header_timeout_s: 10, body_timeout_s: 30, keepalive_timeout_s: 75, max_connections: 1024}
+    repository: {settle_s: 2.0, load_retries: 5, load_retry_interval_s: 2.0}
     prediction_log: {directory: /logs/predictions, sample_rate: 1.0, max_file_bytes: 67108864}
 
 The bearer token is never read from the file: it comes from the environment variable named by
-``auth_token_env`` (default ``TEXTOPS_SERVING_TOKEN``), so the config can be committed.
+``auth_token_env`` (default ``TEXTOPS_SERVING_TOKEN``), so the config can be committed. Auth is on
+when that variable holds a token; a variable that is set but empty is a start-up error (a typo in
+a Secret must not turn auth off) unless ``auth: off`` says so explicitly.
 """
 
 from __future__ import annotations
@@ -70,12 +74,44 @@ class BatchingConfig(_Strict):
     max_wait_ms: float = Field(0.0, ge=0.0, le=1000.0)
     max_queue: int = Field(512, ge=1, description="most texts waiting per model; past it: 429 at once")
     workers: int = Field(1, ge=1, le=16, description="model calls in flight per model")
+    # Requests admitted per model and not yet answered; past it a request gets 429 before its
+    # body is read. None: max_queue (every request carries at least one text).
+    max_inflight: Optional[int] = Field(None, ge=1)
+
+    @property
+    def inflight_limit(self) -> int:
+        return self.max_inflight if self.max_inflight is not None else self.max_queue
 
 
 class LimitsConfig(_Strict):
     max_body_bytes: int = Field(1 << 20, ge=1024)
     max_instances: int = Field(256, ge=1)
     max_text_bytes: int = Field(64 << 10, ge=1)
+
+
+class ConnectionsConfig(_Strict):
+    """HTTP connection hygiene (nginx's client_header_timeout / client_body_timeout / keepalive_timeout)."""
+
+    # From the connection's start (or the first byte of its next request) until the request's
+    # headers are complete: bounds slowloris clients and connections that never send a request.
+    header_timeout_s: float = Field(10.0, gt=0.0, le=3600.0)
+    # Once the headers are in, the whole body must arrive within this (a body that stops
+    # short of its Content-Length, or a chunked body that never ends, gets 408).
+    body_timeout_s: float = Field(30.0, gt=0.0, le=3600.0)
+    # An idle keep-alive connection is closed after this. Longer than the 60 s idle timeout of
+    # common load balancers, so the balancer, not the server, closes idle connections.
+    keepalive_timeout_s: float = Field(75.0, gt=0.0, le=3600.0)
+    max_connections: int = Field(1024, ge=1, description="open HTTP connections; past it a new one gets 503 and is closed")
+
+
+class RepositoryConfig(_Strict):
+    """How versions are picked up (TF Serving: file_system_poll_wait_seconds, max_num_load_retries)."""
+
+    # A version is loaded only once its files (names, sizes, mtimes) have not changed for this
+    # long, so a version copied file by file (rsync, gsutil cp) is not loaded half-written.
+    settle_s: float = Field(2.0, ge=0.0, le=600.0)
+    load_retries: int = Field(5, ge=0, le=100, description="retries of a failed load before it is reported failed")
+    load_retry_interval_s: float = Field(2.0, gt=0.0, le=600.0, description="first retry delay; doubles, at most 60 s")
 
 
 class PredictionLogConfig(_Strict):
@@ -97,7 +133,15 @@ class ServerConfig(_Strict):
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     prediction_log: PredictionLogConfig = Field(default_factory=PredictionLogConfig)
+    connections: ConnectionsConfig = Field(default_factory=ConnectionsConfig)
+    repository: RepositoryConfig = Field(default_factory=RepositoryConfig)
+    # After SIGTERM: how long queued and running requests may take to finish (the Deployment's
+    # preStop delay + this must fit in its terminationGracePeriodSeconds; a test checks it).
+    drain_timeout_s: float = Field(20.0, gt=0.0, le=600.0)
     auth_token_env: str = "TEXTOPS_SERVING_TOKEN"
+    # on: the token variable must hold a token; off: no auth whatever the variable holds;
+    # None (default): on when the variable is set. Set-but-empty is an error unless off.
+    auth: Optional[Literal["on", "off"]] = None
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -111,8 +155,20 @@ class ServerConfig(_Strict):
         return self
 
     def auth_token(self) -> Optional[str]:
-        """The bearer token clients must send, or None when auth is off (variable unset/empty)."""
-        return os.environ.get(self.auth_token_env) or None
+        """The bearer token clients must send, or None when auth is off; ConfigError if ambiguous."""
+        if self.auth == "off":
+            return None
+        token = os.environ.get(self.auth_token_env)
+        if token is None:
+            if self.auth == "on":
+                raise ConfigError(f"auth is 'on' but the variable {self.auth_token_env} is not set: set it to the bearer token")
+            return None
+        if not token.strip():
+            raise ConfigError(
+                f"the variable {self.auth_token_env} is set but empty, which would turn auth off: set it to the bearer "
+                f"token, or set 'auth: off' in the serving config to run without auth"
+            )
+        return token
 
     def policy(self, model_name: str) -> ModelPolicy:
         return self.models.get(model_name) or ModelPolicy()

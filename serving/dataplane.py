@@ -17,13 +17,29 @@ from textops.prediction_log import PredictionRecord
 
 from .batching import DynamicBatcher
 from .config import ServerConfig
-from .errors import InvalidInput, Overloaded, ServingError, Unavailable
+from .errors import InvalidInput, Overloaded, ServingError, Unavailable, shorten
 from .metrics import ServingMetrics
-from .prediction_logger import PredictionLogWriter
+from .ratelimit import RateLimitedLog
+from .prediction_logger import PredictionLogWriter, escape_unencodable
 from .repository import ModelManager
 from .runtime import ModelRuntime, Prediction
 
 log = logging.getLogger(__name__)
+
+
+def _decrement(counts: dict[str, int], key: str) -> None:
+    left = counts.get(key, 1) - 1
+    if left > 0:
+        counts[key] = left
+    else:
+        counts.pop(key, None)
+
+
+def printable_request_id(request_id: str) -> str:
+    """A client's request id as it is logged and echoed: bytes that were not valid UTF-8 (HTTP
+    headers arrive as surrogate escapes) written as ``\\xff``, cut to 256 characters."""
+    request_id = escape_unencodable(request_id)
+    return request_id[:256]
 
 
 @dataclasses.dataclass
@@ -33,6 +49,31 @@ class PredictResult:
     prediction: Prediction
     request_id: str
     latency_s: float
+
+
+class Admission:
+    """A request admitted before its body was read: it counts against the model's queue (at
+    the recent average request size) until it is queued for the model or answered."""
+
+    __slots__ = ("_dp", "_model", "_pending")
+
+    def __init__(self, dataplane: "DataPlane", model: str):
+        self._dp, self._model, self._pending = dataplane, model, True
+
+    def queued(self, texts: int) -> None:
+        """Its texts are about to enter the batcher's queue, which counts them from now on."""
+        if self._pending:
+            self._pending = False
+            self._dp._admitted_done(self._model, texts)
+
+    def __enter__(self) -> "Admission":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._pending:
+            self._pending = False
+            self._dp._admitted_done(self._model, None)
+        self._dp._answered(self._model)
 
 
 class DataPlane:
@@ -48,7 +89,12 @@ class DataPlane:
         self.metrics = metrics
         self.prediction_log = prediction_log
         self._batchers: dict[str, DynamicBatcher] = {}
+        # admission bookkeeping (event-loop thread only); entries vanish when they reach 0
+        self._inflight: dict[str, int] = {}  # admitted, not yet answered
+        self._parsing: dict[str, int] = {}  # admitted, not yet queued for the model
+        self._texts_per_request: dict[str, float] = {}  # moving average, per model
         self._closing = False
+        self._auth_log = RateLimitedLog(log)
 
     # -- health ------------------------------------------------------------------------------
     def live(self) -> bool:
@@ -64,6 +110,13 @@ class DataPlane:
 
     def count(self, model: Optional[str], version: str, protocol: str, status: int) -> None:
         self.metrics.requests.labels(self.metric_model(model), version, protocol, str(status)).inc()
+
+    def auth_failed(self, protocol: str, peer: Optional[str], reason: str) -> None:
+        """A refused authentication: counted (401 / UNAUTHENTICATED) by the caller, logged here (rate-limited)."""
+        self._auth_log.log(
+            logging.WARNING, "%s authentication failed from %s: %s", protocol, peer or "unknown peer", reason,
+            extra={"event": "auth_failed", "protocol": protocol, "peer": peer},
+        )
 
     def check_texts(self, texts: Sequence[bytes]) -> list[str]:
         """Decoded texts, or InvalidInput naming the first bad one (count, UTF-8, size)."""
@@ -82,16 +135,42 @@ class DataPlane:
                 raise InvalidInput(f"instance {i}: text is not valid UTF-8 (bad byte at offset {exc.start})") from None
         return decoded
 
-    def fail_fast(self, model: str, protocol: str) -> None:
-        """Before any parsing: a full queue answers Overloaded at the cheapest possible point."""
+    def admit(self, model: str, protocol: str) -> Admission:
+        """At request start, before the body is read or parsed: a ticket, or Overloaded (counted).
+
+        The request is refused at once when the model's queue, plus the requests admitted and
+        still being read or parsed (each at the recent average number of texts per request),
+        would pass ``batching.max_queue`` texts, or when ``batching.max_inflight`` requests are
+        admitted and unanswered. Under overload the server so spends its time on requests it
+        will answer, instead of reading and parsing bodies it would then refuse.
+        """
+        cfg = self.config.batching
         batcher = self._batchers.get(model)
-        if batcher is not None and batcher.queued_texts >= self.config.batching.max_queue:
+        queued = batcher.queued_texts if batcher is not None else 0
+        parsing = self._parsing.get(model, 0)
+        expected = queued + (parsing + 1) * self._texts_per_request.get(model, 1.0)
+        inflight = self._inflight.get(model, 0)
+        if expected > cfg.max_queue or (cfg.max_inflight is not None and inflight >= cfg.max_inflight):
             self.count(model, "", protocol, Overloaded.http_status)
-            self.metrics.overload_rejections.labels(model, protocol).inc()
+            self.metrics.overload_rejections.labels(self.metric_model(model), protocol).inc()
+            limit = f", limit {cfg.max_inflight}" if cfg.max_inflight is not None else ""
             raise Overloaded(
-                f"model '{model}' is overloaded: {batcher.queued_texts} texts already queued "
-                f"(limit {self.config.batching.max_queue}); retry after a short backoff"
+                f"model {shorten(model)} is overloaded: {queued} texts queued and {parsing} requests being read "
+                f"(queue limit {cfg.max_queue} texts), {inflight} requests in flight{limit}; retry after a short backoff"
             )
+        self._parsing[model] = parsing + 1
+        self._inflight[model] = inflight + 1
+        return Admission(self, model)
+
+    def _admitted_done(self, model: str, texts: Optional[int]) -> None:
+        """An admitted request stopped being 'read or parsed' (queued with ``texts``, or failed)."""
+        _decrement(self._parsing, model)
+        if texts is not None:
+            average = self._texts_per_request.get(model, 1.0)
+            self._texts_per_request[model] = 0.9 * average + 0.1 * texts
+
+    def _answered(self, model: str) -> None:
+        _decrement(self._inflight, model)
 
     async def predict(
         self,
@@ -103,10 +182,11 @@ class DataPlane:
         label: Optional[str] = None,
         request_id: Optional[str] = None,
         received: Optional[float] = None,
+        admission: Optional[Admission] = None,
     ) -> PredictResult:
         """Raises ServingError (already counted in metrics) or returns the prediction."""
         start = received if received is not None else time.perf_counter()
-        request_id = request_id or uuid.uuid4().hex
+        request_id = printable_request_id(request_id) if request_id else uuid.uuid4().hex
         runtime: Optional[ModelRuntime] = None
         decoded: list[str] = []
         try:
@@ -114,6 +194,8 @@ class DataPlane:
                 raise Unavailable("server is shutting down; retry on another replica")
             decoded = self.check_texts(texts)
             runtime = self.manager.resolve(model, version, label)
+            if admission is not None:
+                admission.queued(len(texts))
             prediction, _ = await self._batcher(model).submit(runtime, texts)
         except ServingError as exc:
             version_label = str(runtime.version) if runtime is not None else ""

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 import time
 from typing import Optional
 
 import grpc
 import numpy as np
+from google.protobuf.message import DecodeError
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -25,7 +27,7 @@ from textops import features
 
 from . import protos
 from .dataplane import DataPlane
-from .errors import InvalidInput, ServingError, Unauthorized
+from .errors import InvalidInput, ServingError, Unauthorized, clip, shorten
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +45,11 @@ def texts_from_tensor(tensor) -> list[bytes]:
         raise InvalidInput(f"input '{name}' needs a known shape [N]")
     dims = [d.size for d in tensor.tensor_shape.dim]
     if len(dims) not in (1, 2) or (len(dims) == 2 and dims[1] != 1) or any(d < 0 for d in dims):
-        raise InvalidInput(f"input '{name}' must have shape [N] (or [N, 1]), got {dims}")
+        raise InvalidInput(f"input '{name}' must have shape [N] (or [N, 1]), got {clip(dims)}")
     values = list(tensor.string_val)
-    if len(values) != int(np.prod(dims)):
-        raise InvalidInput(f"input '{name}': shape {dims} needs {int(np.prod(dims))} strings, got {len(values)} in string_val")
+    count = math.prod(dims)
+    if len(values) != count:
+        raise InvalidInput(f"input '{name}': shape {clip(dims)} needs {count} strings, got {len(values)} in string_val")
     return values
 
 
@@ -84,6 +87,7 @@ class _Base:
         metadata = dict(context.invocation_metadata() or ())
         scheme, _, given = str(metadata.get("authorization", "")).partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.token.encode()):
+            self.dp.auth_failed("grpc", context.peer(), "no bearer token" if "authorization" not in metadata else "wrong bearer token")
             raise Unauthorized("missing or wrong bearer token: send metadata 'authorization: Bearer <token>'")
 
     def _spec(self, spec) -> tuple[str, Optional[int], Optional[str]]:
@@ -105,23 +109,25 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
         try:
             self._check_auth(context)
             name, version, label = self._spec(request.model_spec)
-            counted = True  # fail_fast counts its own rejection
-            self.dp.fail_fast(name, "grpc")
+            counted = True  # admit counts its own rejection
+            ticket = self.dp.admit(name, "grpc")
             counted = False
-            if request.model_spec.signature_name not in ("", features.SERVING_SIGNATURE):
-                raise InvalidInput(f"signature_name {request.model_spec.signature_name!r} is not served; use '{features.SERVING_SIGNATURE}'")
-            if set(request.inputs) != {features.SERVING_INPUT}:
-                raise InvalidInput(f"the model takes one input '{features.SERVING_INPUT}', got {sorted(request.inputs)}")
-            texts = texts_from_tensor(request.inputs[features.SERVING_INPUT])
-            wanted = list(request.output_filter) or list(_OUTPUTS)
-            unknown = [o for o in wanted if o not in _OUTPUTS]
-            if unknown:
-                raise InvalidInput(f"unknown output(s) {unknown} in output_filter; the model's outputs are {list(_OUTPUTS)}")
-            request_id = dict(context.invocation_metadata() or ()).get("x-request-id")
-            counted = True
-            result = await self.dp.predict(
-                name, texts, protocol="grpc", version=version, label=label, request_id=request_id, received=received
-            )
+            with ticket:
+                if request.model_spec.signature_name not in ("", features.SERVING_SIGNATURE):
+                    raise InvalidInput(f"signature_name {shorten(request.model_spec.signature_name)} is not served; use '{features.SERVING_SIGNATURE}'")
+                if set(request.inputs) != {features.SERVING_INPUT}:
+                    raise InvalidInput(f"the model takes one input '{features.SERVING_INPUT}', got {clip(sorted(request.inputs))}")
+                texts = texts_from_tensor(request.inputs[features.SERVING_INPUT])
+                wanted = list(request.output_filter) or list(_OUTPUTS)
+                unknown = [o for o in wanted if o not in _OUTPUTS]
+                if unknown:
+                    raise InvalidInput(f"unknown output(s) {clip(unknown)} in output_filter; the model's outputs are {list(_OUTPUTS)}")
+                request_id = dict(context.invocation_metadata() or ()).get("x-request-id")
+                counted = True
+                result = await self.dp.predict(
+                    name, texts, protocol="grpc", version=version, label=label, request_id=request_id, received=received,
+                    admission=ticket,
+                )
         except ServingError as exc:
             await self._abort(context, exc, model, counted)
             raise AssertionError("unreachable")  # context.abort raises
@@ -144,7 +150,7 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
             name, version, label = self._spec(request.model_spec)
             fields = list(request.metadata_field)
             if fields != ["signature_def"]:
-                raise InvalidInput(f"metadata_field must be ['signature_def'] (the only metadata served), got {fields}")
+                raise InvalidInput(f"metadata_field must be ['signature_def'] (the only metadata served), got {clip(fields)}")
             runtime = self.dp.manager.resolve(name, version, label)
         except ServingError as exc:
             await self._abort(context, exc, request.model_spec.name, False)
@@ -164,13 +170,71 @@ class ModelService(_Base, model_service_pb2_grpc.ModelServiceServicer):
         return protos.model_status_response(statuses)
 
 
+class _Undecodable:
+    """What the request deserializer hands on when the bytes are not the method's protobuf."""
+
+    def __init__(self, error: str):
+        self.error = error
+
+
+def _method(servicer_method, request_type, response_type, dataplane: DataPlane) -> grpc.RpcMethodHandler:
+    """A unary handler whose undecodable requests get INVALID_ARGUMENT (grpc's default: UNKNOWN)."""
+
+    def deserialize(data: bytes):
+        try:
+            return request_type.FromString(data)
+        except DecodeError as exc:
+            return _Undecodable(str(exc))
+
+    async def handle(request, context):
+        if isinstance(request, _Undecodable):
+            dataplane.count(None, "", "grpc", 400)
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"the request is not a serialized {request_type.DESCRIPTOR.full_name} ({clip(request.error, 100)})",
+            )
+        return await servicer_method(request, context)
+
+    return grpc.unary_unary_rpc_method_handler(
+        handle, request_deserializer=deserialize, response_serializer=response_type.SerializeToString
+    )
+
+
 def create_server(dataplane: DataPlane, host: str, port: int) -> tuple[grpc.aio.Server, int]:
     limit = dataplane.config.limits.max_body_bytes
     server = grpc.aio.server(
         options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", 64 << 20)]
     )
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(dataplane), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(dataplane), server)
+    predictions, models = PredictionService(dataplane), ModelService(dataplane)
+    # Registered by hand (not add_*Servicer_to_server) for the decoding check above; methods
+    # not listed (Classify, Regress, ...) answer UNIMPLEMENTED, as the stock servicer does.
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "tensorflow.serving.PredictionService",
+                {
+                    "Predict": _method(predictions.Predict, predict_pb2.PredictRequest, predict_pb2.PredictResponse, dataplane),
+                    "GetModelMetadata": _method(
+                        predictions.GetModelMetadata,
+                        get_model_metadata_pb2.GetModelMetadataRequest,
+                        get_model_metadata_pb2.GetModelMetadataResponse,
+                        dataplane,
+                    ),
+                },
+            ),
+            grpc.method_handlers_generic_handler(
+                "tensorflow.serving.ModelService",
+                {
+                    "GetModelStatus": _method(
+                        models.GetModelStatus,
+                        get_model_status_pb2.GetModelStatusRequest,
+                        get_model_status_pb2.GetModelStatusResponse,
+                        dataplane,
+                    )
+                },
+            ),
+        )
+    )
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"cannot bind the gRPC server to {host}:{port}")

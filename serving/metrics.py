@@ -73,9 +73,46 @@ class ServingMetrics:
             ["reason"],
             registry=r,
         )
+        self.log_writer_errors = Counter(
+            "textops_prediction_log_writer_errors_total",
+            "Failures of the prediction-log writer (logged with their cause; the writer carries on).",
+            registry=r,
+        )
         self.log_sampled_out = Counter(
             "textops_prediction_log_sampled_out_total",
             "Predictions not logged because of the sampling rate (by design, not a loss).",
+            registry=r,
+        )
+
+        self.open_connections = Gauge("textops_serving_open_connections", "Open HTTP connections.", registry=r)
+        self.connections_refused = Counter(
+            "textops_serving_connections_refused_total",
+            "HTTP connections answered 503 and closed because connections.max_connections were open.",
+            registry=r,
+        )
+        self.connection_timeouts = Counter(
+            "textops_serving_connection_timeouts_total",
+            "HTTP requests cut by a read timeout (header: connections.header_timeout_s, body: body_timeout_s).",
+            ["kind"],
+            registry=r,
+        )
+        self.version_not_loaded = Gauge(
+            "textops_serving_version_not_loaded",
+            "1 for each version directory that is on disk but not served, labelled with why "
+            "(settling, incomplete, unreadable, load_failed, retrying).",
+            ["model", "version", "reason"],
+            registry=r,
+        )
+        self.invalid_version_dirs = Gauge(
+            "textops_serving_invalid_version_dirs",
+            "Directories in a model's folder whose names are not versions (ASCII digits within int64); skipped.",
+            ["model"],
+            registry=r,
+        )
+        self.load_attempt_failures = Counter(
+            "textops_serving_load_attempt_failures_total",
+            "Failed load attempts, retries included (load_failures_total counts versions given up on).",
+            ["model", "version"],
             registry=r,
         )
 

@@ -8,11 +8,23 @@ past ``max_file_bytes`` rotates: fsync, gzip to a hidden temporary, fsync, renam
 file the same way. When the buffer is full, records are dropped and counted in
 ``textops_prediction_log_dropped_total`` (never silently); sampled-out requests are counted in
 ``textops_prediction_log_sampled_out_total``.
+
+Bad records never stop the log: a field that cannot be encoded as UTF-8 (a lone surrogate from
+a request id that was not valid UTF-8) is written with the offending characters escaped
+(``\\xff``); any other failure of the writer is logged, counted in
+``textops_prediction_log_writer_errors_total`` (its records in ``..._dropped_total{reason=
+"writer_error"}``) and the writer carries on with the next batch.
+
+What survives a crash: every batch is written and flushed to the OS as soon as the writer
+wakes up (no timer), so on SIGKILL only the records still queued in memory are lost, those of
+the predictions answered in the last moments (at most ``queue_size``; in practice a few).
+SIGTERM loses none (the buffer is drained). Survive a machine crash: only rotated files (fsynced).
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import gzip
 import logging
 import os
@@ -99,6 +111,18 @@ class PredictionLogWriter:
 
     # -- writer thread ---------------------------------------------------------------------------
     def _run(self) -> None:
+        """The writer loop, restarted after any failure (logged and counted): it only ends on close."""
+        while True:
+            try:
+                self._drain_until_closed()
+                return
+            except Exception:
+                self.metrics.log_writer_errors.inc()
+                log.exception("prediction log: the writer failed; restarting it")
+                self._abandon()
+                time.sleep(0.1)  # a failure that repeats must not spin
+
+    def _drain_until_closed(self) -> None:
         while True:
             with self._cond:
                 while not self._pending and not self._stopping:
@@ -118,7 +142,16 @@ class PredictionLogWriter:
                 return
 
     def _write(self, batch: list[PredictionRecord]) -> None:
-        lines = [(r.to_json() + "\n").encode("utf-8") for r in batch]
+        try:
+            self._write_lines([encode_record(r) for r in batch])
+        except Exception:  # a bug or an unexpected record: count it, say it, keep the writer alive
+            self.records_dropped += len(batch)
+            self.metrics.log_writer_errors.inc()
+            self.metrics.log_dropped.labels("writer_error").inc(len(batch))
+            log.exception("prediction log: the writer failed on a batch of %d records; they are lost, the writer continues", len(batch))
+            self._abandon()
+
+    def _write_lines(self, lines: list[bytes]) -> None:
         i = 0
         while i < len(lines):
             chunk: list[bytes] = []
@@ -189,6 +222,39 @@ class PredictionLogWriter:
             except OSError:
                 pass
         self._file = self._path = None
+
+
+def encode_record(record: PredictionRecord) -> bytes:
+    """One JSON line; characters UTF-8 cannot carry (lone surrogates) are escaped, not fatal."""
+    line = record.to_json() + "\n"
+    try:
+        return line.encode("utf-8")
+    except UnicodeEncodeError:
+        # surrogateescape turns the \udcXX that stand for undecodable header bytes back into those
+        # bytes; decoding them with backslashreplace writes them as a visible \xXX escape.
+        fixed = {
+            f.name: escape_unencodable(getattr(record, f.name))
+            for f in dataclasses.fields(record)
+            if isinstance(getattr(record, f.name), str)
+        }
+        return (dataclasses.replace(record, **fixed).to_json() + "\n").encode("utf-8")
+
+
+def escape_unencodable(text: str) -> str:
+    """``text`` with what UTF-8 cannot carry written as ``\\xNN`` escapes (unchanged if valid).
+
+    Undecodable bytes of an HTTP header arrive as surrogate escapes (U+DC80..U+DCFF):
+    ``surrogateescape`` turns them back into those bytes; any other lone surrogate (a JSON
+    ``"\\ud800"``) is kept as its CESU-8 bytes; ``backslashreplace`` then shows the bytes.
+    """
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    escaped_bytes_only = all(not 0xD800 <= ord(c) <= 0xDC7F for c in text)
+    raw = text.encode("utf-8", "surrogateescape" if escaped_bytes_only else "surrogatepass")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def _fsync_dir(path: Path) -> None:

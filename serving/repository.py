@@ -1,14 +1,20 @@
 """Versions: watch the model repository, load and warm new versions, swap them in atomically.
 
-A background thread polls the repository (``textops.model_repository`` lists only complete
-versions; staging directories are invisible). For each served model it computes the versions
+A background thread polls the repository. A version directory is a candidate once its name is
+a version (ASCII digits, 1..2**63-1; anything else is skipped with one warning), it holds
+``saved_model.pb`` and ``variables/variables.index``, and its files (names, sizes, mtimes) have
+not changed for ``repository.settle_s`` (so a version copied file by file, as rsync or gsutil
+do, is not loaded half-written). A directory that cannot be read is reported (one warning,
+``textops_serving_version_not_loaded{reason="unreadable"}``), never a failure of the poll.
+For each served model it computes the versions
 the policy wants (latest N / all / specific) among those that have not failed, loads and warms
 up the missing ones *before* they are visible, then replaces the model's table of servable
 versions with one assignment. Requests resolve a version from that table once, so an in-flight
 request keeps the runtime it started with. A version that fails to load or warm up is recorded
-(state END with its error, ``textops_serving_load_failures_total``, an ERROR log line) and
-never served; the previous version keeps serving. It is retried only if its ``saved_model.pb``
-changes.
+after ``repository.load_retries`` retries with doubling delays (TF Serving retries 5 times):
+state END with its error, ``textops_serving_load_failures_total``, an ERROR log line; it is
+never served and the previous version keeps serving. Until then it is LOADING with the last
+error. It gets a new round of attempts when its files change.
 """
 
 from __future__ import annotations
@@ -23,8 +29,9 @@ from typing import Callable, Optional
 from textops import model_repository
 
 from .config import ModelPolicy, ServerConfig
-from .errors import InvalidInput, NotFound, Unavailable
+from .errors import InvalidInput, NotFound, Unavailable, shorten
 from .metrics import ServingMetrics
+from .ratelimit import RateLimitedLog
 from .runtime import LoadError, ModelRuntime
 
 log = logging.getLogger(__name__)
@@ -41,25 +48,65 @@ class VersionStatus:
 
 
 @dataclasses.dataclass
+class _Candidate:
+    """A version directory on disk that is not served (yet): what it looked like, since when."""
+
+    path: str
+    signature: tuple = ()
+    since: float = 0.0
+    reason: str = ""  # why it is not loaded: settling | incomplete | unreadable | retrying | load_failed
+    detail: str = ""
+    attempts: int = 0
+    retry_at: float = 0.0
+
+
+@dataclasses.dataclass
 class _Model:
     name: str
     policy: ModelPolicy
     servable: dict[int, ModelRuntime] = dataclasses.field(default_factory=dict)  # replaced, never mutated
     status: dict[int, VersionStatus] = dataclasses.field(default_factory=dict)
-    failed: dict[int, float] = dataclasses.field(default_factory=dict)  # version -> saved_model.pb mtime
+    candidates: dict[int, _Candidate] = dataclasses.field(default_factory=dict)
+    invalid_names: set[str] = dataclasses.field(default_factory=set)  # warned about once
+    unreadable_served: set[int] = dataclasses.field(default_factory=set)
 
 
-def _pb_mtime(path: str) -> float:
+_REQUIRED_FILES = ("saved_model.pb", "variables/variables.index")
+
+
+def _inspect(path: str) -> tuple[str, tuple, str]:
+    """(state, signature, detail) of one version directory: state ready | incomplete | unreadable."""
+    import tensorflow as tf
+
     try:
-        return os.stat(os.path.join(path, "saved_model.pb")).st_mtime
-    except OSError:
-        return -1.0
+        tf.io.gfile.listdir(path)  # raises on a directory we may not read (gfile.walk would not)
+        files = []
+
+        def fail(exc):
+            raise exc
+
+        for root, _, names in tf.io.gfile.walk(path, onerror=fail):
+            for name in names:
+                full = os.path.join(root, name)
+                stat = tf.io.gfile.stat(full)
+                files.append((os.path.relpath(full, path), stat.length, stat.mtime_nsec))
+    except (tf.errors.OpError, OSError) as exc:
+        return "unreadable", (), f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"
+    present = {f[0] for f in files}
+    missing = [f for f in _REQUIRED_FILES if f not in present]
+    if missing:
+        return "incomplete", tuple(sorted(files)), f"missing {', '.join(missing)}"
+    return "ready", tuple(sorted(files)), ""
 
 
 def parse_version(text: str) -> int:
-    if not text.isdigit() or int(text) <= 0:
-        raise InvalidInput(f"version must be a positive integer, got {text!r}")
-    return int(text)
+    """A version from a URL or a request: ASCII digits within int64 (TF Serving's version type)."""
+    version = model_repository.version_from_name(text)
+    if version is None:
+        raise InvalidInput(
+            f"version must be a positive integer of ASCII digits no larger than {model_repository.MAX_VERSION}, got {shorten(text)}"
+        )
+    return version
 
 
 class ModelManager:
@@ -78,6 +125,8 @@ class ModelManager:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self.initial_poll_done = threading.Event()
+        self._poll_errors = RateLimitedLog(log, 60.0)
+        self._clock = time.monotonic
 
     # -- background watcher ------------------------------------------------------------------
     def start(self) -> "ModelManager":
@@ -95,7 +144,7 @@ class ModelManager:
             try:
                 self.poll_once()
             except Exception:  # a transient repository error must not kill the watcher
-                log.exception("polling the model repository %s failed", self.repository)
+                self._poll_errors.log(logging.ERROR, "polling the model repository %s failed", self.repository, exc_info=True)
             self.initial_poll_done.set()
             self._stop.wait(self.config.poll_interval_s)
 
@@ -114,8 +163,8 @@ class ModelManager:
                     model = self._models[name] = _Model(name, self.config.policy(name))
             self._sync_model(model)
 
-    def _desired(self, model: _Model, on_disk: dict[int, str]) -> list[int]:
-        candidates = sorted(v for v in on_disk if v not in model.failed)
+    def _desired(self, model: _Model, loadable: set[int]) -> list[int]:
+        candidates = sorted(loadable)
         policy = model.policy
         if policy.version_policy == "latest":
             return candidates[-policy.num_latest :]
@@ -123,14 +172,112 @@ class ModelManager:
             return candidates
         return [v for v in candidates if v in set(policy.versions)]
 
+    def _scan(self, model: _Model) -> dict[int, str]:
+        """Valid version directories on disk (version -> path); invalid names warned about once."""
+        import tensorflow as tf
+
+        base = model_repository.model_dir(self.repository, model.name)
+        try:
+            entries = [e.rstrip("/") for e in tf.io.gfile.listdir(base)] if tf.io.gfile.isdir(base) else []
+        except (tf.errors.OpError, OSError) as exc:
+            self._poll_errors.log(logging.ERROR, "cannot list %s: %s; keeping the versions already served", base, exc)
+            return {v: m.path for v, m in model.servable.items()}
+        found: dict[int, str] = {}
+        invalid = set()
+        for name in entries:
+            if name.startswith("."):  # staging directories, editor files
+                continue
+            version = model_repository.version_from_name(name)
+            if version is None:
+                invalid.add(name)
+                if name not in model.invalid_names:
+                    log.warning(
+                        "model %s: skipping %s: a version directory is named by a positive integer of ASCII digits "
+                        "no larger than %d", model.name, shorten(name), model_repository.MAX_VERSION,
+                        extra={"model": model.name, "event": "invalid_version_dir"},
+                    )
+                continue
+            found[version] = os.path.join(base, name) if "://" not in base else f"{base}/{name}"
+        model.invalid_names = invalid
+        self.metrics.invalid_version_dirs.labels(model.name).set(len(invalid))
+        return found
+
+    def _loadable(self, model: _Model, on_disk: dict[int, str]) -> set[int]:
+        """Served versions still on disk, plus candidates that are complete, settled and due a try."""
+        now = self._clock()
+        settle = self.config.repository.settle_s
+        for version in list(model.candidates):
+            if version not in on_disk or version in model.servable:
+                self._set_reason(model, version, None)
+                del model.candidates[version]
+        loadable = {v for v in model.servable if v in on_disk}
+        for version, path in on_disk.items():
+            if version in model.servable:
+                self._check_served_readable(model, version, path)
+                continue
+            state, signature, detail = _inspect(path)
+            cand = model.candidates.get(version)
+            if cand is None or cand.signature != signature:  # new, or its files changed: start over
+                if cand is not None:
+                    self._set_reason(model, version, None)  # drop the old reason's gauge
+                # settled since the newest file was written (as far as mtimes tell), else from now
+                newest = max((f[2] for f in signature), default=0) / 1e9
+                age = max(0.0, min(time.time() - newest, settle)) if cand is None else 0.0
+                cand = model.candidates[version] = _Candidate(path, signature, now - age)
+            if state != "ready":
+                self._set_reason(model, version, state, detail)
+            elif cand.reason in ("retrying", "load_failed"):
+                if cand.reason == "retrying" and now >= cand.retry_at:
+                    loadable.add(version)
+            elif now - cand.since < settle:
+                self._set_reason(model, version, "settling", f"files changed less than {settle:g} s ago")
+            else:
+                loadable.add(version)
+        return loadable
+
+    def _check_served_readable(self, model: _Model, version: int, path: str) -> None:
+        import tensorflow as tf
+
+        try:
+            tf.io.gfile.listdir(path)
+        except (tf.errors.OpError, OSError) as exc:
+            if version not in model.unreadable_served:
+                model.unreadable_served.add(version)
+                log.warning(
+                    "model %s version %d: its directory became unreadable (%s); the loaded copy keeps serving",
+                    model.name, version, getattr(exc, "message", None) or exc,
+                    extra={"model": model.name, "version": version, "event": "version_unreadable"},
+                )
+            return
+        model.unreadable_served.discard(version)
+
+    def _set_reason(self, model: _Model, version: int, reason: Optional[str], detail: str = "") -> None:
+        """Records (metric, one log line per change) why an on-disk version is not served."""
+        cand = model.candidates.get(version)
+        old = cand.reason if cand is not None else ""
+        if old == (reason or ""):
+            return
+        if old:
+            try:
+                self.metrics.version_not_loaded.remove(model.name, str(version), old)
+            except KeyError:
+                pass
+        if cand is None or reason is None:
+            return
+        cand.reason, cand.detail = reason, detail
+        self.metrics.version_not_loaded.labels(model.name, str(version), reason).set(1)
+        level = logging.WARNING if reason == "unreadable" else logging.INFO
+        log.log(
+            level, "model %s version %d is not loaded (%s): %s", model.name, version, reason, detail,
+            extra={"model": model.name, "version": version, "event": "version_not_loaded", "reason": reason},
+        )
+
     def _sync_model(self, model: _Model) -> None:
-        on_disk = {v.version: v.path for v in model_repository.list_versions(self.repository, model.name)}
-        for version, mtime in list(model.failed.items()):  # a replaced saved_model.pb gets a new try
-            if version not in on_disk or _pb_mtime(on_disk[version]) != mtime:
-                del model.failed[version]
+        on_disk = self._scan(model)
+        loadable = self._loadable(model, on_disk)
         loaded: dict[int, ModelRuntime] = {}
         while True:
-            desired = self._desired(model, on_disk)
+            desired = self._desired(model, loadable)
             missing = [v for v in desired if v not in model.servable and v not in loaded]
             if not missing:
                 break
@@ -138,8 +285,13 @@ class ModelManager:
                 runtime = self._load(model, version, on_disk[version])
                 if runtime is not None:
                     loaded[version] = runtime
-        desired = self._desired(model, on_disk)
+                else:
+                    loadable.discard(version)
+        desired = self._desired(model, loadable)
         new_table = {v: (model.servable.get(v) or loaded[v]) for v in desired if v in model.servable or v in loaded}
+        for version in loaded:
+            self._set_reason(model, version, None)
+            model.candidates.pop(version, None)
         if set(new_table) == set(model.servable):
             return
         removed = sorted(set(model.servable) - set(new_table))
@@ -172,18 +324,7 @@ class ModelManager:
             runtime = ModelRuntime(model.name, version, path).load()
             calls = runtime.warmup(self.config.warmup_texts)
         except LoadError as exc:
-            model.failed[version] = _pb_mtime(path)
-            public = str(exc).replace(self.repository.rstrip("/") + "/", "")  # clients see repo-relative paths
-            with self._lock:
-                model.status[version] = VersionStatus(version, END, public)
-            self.metrics.load_failures.labels(model.name, str(version)).inc()
-            log.error(
-                "model %s version %d will not be served: %s",
-                model.name,
-                version,
-                exc,
-                extra={"model": model.name, "version": version, "event": "load_failed"},
-            )
+            self._load_failed(model, version, exc)
             return None
         self.metrics.loads.labels(model.name).inc()
         log.info(
@@ -196,6 +337,30 @@ class ModelManager:
             extra={"model": model.name, "version": version, "event": "loaded"},
         )
         return runtime
+
+    def _load_failed(self, model: _Model, version: int, exc: LoadError) -> None:
+        """A failed attempt: retried later with a doubling delay, or given up on (reported)."""
+        cand = model.candidates.setdefault(version, _Candidate(""))
+        cand.attempts += 1
+        public = str(exc).replace(self.repository.rstrip("/") + "/", "")  # clients see repo-relative paths
+        retries = self.config.repository.load_retries
+        self.metrics.load_attempt_failures.labels(model.name, str(version)).inc()
+        extra = {"model": model.name, "version": version, "attempt": cand.attempts}
+        if cand.attempts <= retries:
+            delay = min(60.0, self.config.repository.load_retry_interval_s * 2 ** (cand.attempts - 1))
+            cand.retry_at = self._clock() + delay
+            with self._lock:
+                model.status[version] = VersionStatus(version, LOADING, f"attempt {cand.attempts} failed: {public}; retrying in {delay:g} s")
+            self._set_reason(model, version, "retrying", f"attempt {cand.attempts} of {retries + 1} failed: {exc}; next in {delay:g} s")
+            return
+        with self._lock:
+            model.status[version] = VersionStatus(version, END, public)
+        self.metrics.load_failures.labels(model.name, str(version)).inc()
+        self._set_reason(model, version, "load_failed", str(exc))
+        log.error(
+            "model %s version %d will not be served (%d attempts): %s", model.name, version, cand.attempts, exc,
+            extra={**extra, "event": "load_failed"},
+        )
 
     # -- lookups (any thread; lock-free reads of the swapped tables) --------------------------
     def is_known(self, name: str) -> bool:
@@ -220,7 +385,7 @@ class ModelManager:
         model = self._models.get(name)
         if model is None:
             served = ", ".join(self.served_models()) or "none yet"
-            raise NotFound(f"model '{name}' is not served here (served models: {served})")
+            raise NotFound(f"model {shorten(name)} is not served here (served models: {served})")
         return model
 
     def resolve(self, name: str, version: Optional[int] = None, label: Optional[str] = None) -> ModelRuntime:
@@ -229,7 +394,7 @@ class ModelManager:
         if label is not None:
             if label not in model.policy.labels:
                 known = ", ".join(sorted(model.policy.labels)) or "none configured"
-                raise NotFound(f"label '{label}' is not defined for model '{name}' (labels: {known})")
+                raise NotFound(f"label {shorten(label)} is not defined for model '{name}' (labels: {known})")
             version = model.policy.labels[label]
         if version is not None:
             runtime = table.get(version)
@@ -249,7 +414,7 @@ class ModelManager:
         if label is not None:
             if label not in model.policy.labels:
                 known = ", ".join(sorted(model.policy.labels)) or "none configured"
-                raise NotFound(f"label '{label}' is not defined for model '{name}' (labels: {known})")
+                raise NotFound(f"label {shorten(label)} is not defined for model '{name}' (labels: {known})")
             version = model.policy.labels[label]
         with self._lock:
             statuses = dict(model.status)

@@ -7,23 +7,37 @@ shape, which the v2 protocol shares); stack traces go to the server log only.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
 import json
 import logging
+import math
 import struct
 import time
 from typing import Any, Optional
 
-import numpy as np
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from textops import features
 
 from . import protos
 from .dataplane import DataPlane, PredictResult
-from .errors import InvalidInput, NotFound, PayloadTooLarge, ServingError, Unauthorized
+from .connections import GuardedHandler
+from .errors import (
+    ClientDisconnected,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    RequestTimeout,
+    ServingError,
+    Unauthorized,
+    UnsupportedMediaType,
+    clip,
+    shorten,
+)
 from .metrics import CONTENT_TYPE_LATEST
 from .repository import parse_version
 
@@ -32,6 +46,8 @@ log = logging.getLogger(__name__)
 _OUTPUTS = (features.OUTPUT_PROBABILITIES, features.OUTPUT_LABEL, features.OUTPUT_CLASSES)
 _UNAUTHENTICATED_PATHS = ("/v2/health/live", "/v2/health/ready", "/metrics")
 _BINARY_HEADER = "Inference-Header-Content-Length"
+# What TF Serving's and Triton's HTTP front ends decompress; anything else is a clear 415.
+_ENCODINGS = ("identity", "gzip", "deflate")
 
 
 def _json_response(data: Any, status: int = 200, headers: Optional[dict] = None) -> web.Response:
@@ -58,6 +74,7 @@ class RestAdapter:
     def __init__(self, dataplane: DataPlane):
         self.dp = dataplane
         self.limits = dataplane.config.limits
+        self.body_timeout_s = dataplane.config.connections.body_timeout_s
         self.token = dataplane.config.auth_token()
 
     def app(self) -> web.Application:
@@ -95,11 +112,17 @@ class RestAdapter:
     async def _middleware(self, request: web.Request, handler) -> web.StreamResponse:
         received = time.perf_counter()
         request["received"] = received
+        connection = request.protocol
+        if isinstance(connection, GuardedHandler):
+            connection.request_started()  # headers are in: the header timeout is over
         try:
             if self.token is not None and request.path not in _UNAUTHENTICATED_PATHS:
                 auth = request.headers.get("Authorization", "")
                 scheme, _, given = auth.partition(" ")
-                if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.token.encode()):
+                if scheme.lower() != "bearer" or not hmac.compare_digest(
+                    given.strip().encode("utf-8", "surrogateescape"), self.token.encode()
+                ):
+                    self.dp.auth_failed("rest", request.remote, "no bearer token" if not auth else "wrong bearer token")
                     raise Unauthorized("missing or wrong bearer token: send 'Authorization: Bearer <token>'")
             length = request.content_length
             if length is not None and length > self.limits.max_body_bytes:
@@ -108,30 +131,64 @@ class RestAdapter:
         except ServingError as exc:
             if not request.get("counted"):
                 self.dp.count(request.match_info.get("name"), "", _protocol_of(request.path), exc.http_status)
-            return _error_response(exc.http_status, exc.message)
+            if isinstance(exc, ClientDisconnected):
+                log.info("%s %s: %s", request.method, clip(request.path, 200), exc.message, extra={"event": "client_disconnected"})
+            response = _error_response(exc.http_status, exc.message)
+            if isinstance(exc, (RequestTimeout, ClientDisconnected)):
+                response.force_close()  # the rest of the body is not worth waiting for
+            return response
         except web.HTTPRequestEntityTooLarge:
             self.dp.count(request.match_info.get("name"), "", _protocol_of(request.path), 413)
             return _error_response(413, f"request body is larger than the limit of {self.limits.max_body_bytes} bytes")
         except web.HTTPNotFound:
-            return _error_response(404, f"no such endpoint: {request.method} {request.path}")
+            return _error_response(404, f"no such endpoint: {shorten(request.method)} {shorten(request.path, 200)}")
         except web.HTTPMethodNotAllowed as exc:
-            return _error_response(405, f"{request.method} is not allowed on {request.path}; use {', '.join(sorted(exc.allowed_methods))}")
+            return _error_response(
+                405, f"{shorten(request.method)} is not allowed on {shorten(request.path, 200)}; use {', '.join(sorted(exc.allowed_methods))}"
+            )
         except web.HTTPException:
             raise
         except Exception:
-            log.exception("unhandled error on %s %s", request.method, request.path)
+            log.exception("unhandled error on %s %s", request.method, clip(request.path, 200))
             self.dp.count(request.match_info.get("name"), "", _protocol_of(request.path), 500)
             return _error_response(500, "internal server error (details in the server log)")
+        finally:
+            if isinstance(connection, GuardedHandler):
+                connection.request_finished()
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        """The whole body (decompressed), within the body timeout; client faults as ServingErrors."""
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower() or "identity"
+        if encoding not in _ENCODINGS:
+            raise UnsupportedMediaType(
+                f"Content-Encoding {shorten(encoding)} is not supported; send the body uncompressed or with gzip or deflate"
+            )
+        try:
+            return await asyncio.wait_for(request.read(), self.body_timeout_s)
+        except asyncio.TimeoutError:
+            self.dp.metrics.connection_timeouts.labels("body").inc()
+            raise RequestTimeout(
+                f"the request body did not arrive within {self.body_timeout_s:g} s (connections.body_timeout_s); send it at once"
+            ) from None
+        except RequestPayloadError as exc:
+            if encoding != "identity":
+                raise InvalidInput(f"the body is not valid {encoding} data (Content-Encoding: {encoding}): compress it, or drop the header") from None
+            raise InvalidInput(f"malformed request body: {clip(exc)}") from None
+        except ConnectionError:
+            raise ClientDisconnected("the client closed the connection before sending the whole body") from None
 
     async def _read_json(self, request: web.Request) -> tuple[Any, bytes]:
         """The JSON part of the body (and the binary part after it, for v2's binary extension)."""
-        body = await request.read()
+        body = await self._read_body(request)
         binary = b""
         header_len = request.headers.get(_BINARY_HEADER)
         if header_len is not None:
-            if not header_len.isdigit() or int(header_len) > len(body):
-                raise InvalidInput(f"{_BINARY_HEADER} must be an integer no larger than the body ({len(body)} bytes), got {header_len!r}")
-            body, binary = body[: int(header_len)], body[int(header_len) :]
+            json_len = _header_int(header_len)
+            if json_len is None or json_len > len(body):
+                raise InvalidInput(
+                    f"{_BINARY_HEADER} must be an integer no larger than the body ({len(body)} bytes), got {shorten(header_len)}"
+                )
+            body, binary = body[:json_len], body[json_len:]
         if not body.strip():
             raise InvalidInput("request body is empty; send a JSON object")
         try:
@@ -144,6 +201,8 @@ class RestAdapter:
             raise InvalidInput("request JSON is nested too deeply") from None
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        except ValueError as exc:  # an integer longer than Python's int-string limit (4300 digits)
+            raise InvalidInput(f"request JSON holds a number that cannot be read ({clip(exc, 80)}); no field takes such a number") from None
         if not isinstance(data, dict):
             raise InvalidInput(f"request body must be a JSON object, got {_json_type(data)}")
         return data, binary
@@ -160,6 +219,7 @@ class RestAdapter:
             label=info.get("label"),
             request_id=request_id or request.headers.get("X-Request-Id"),
             received=request["received"],
+            admission=request.get("admission"),
         )
 
     # -- TF Serving REST ---------------------------------------------------------------------
@@ -175,16 +235,18 @@ class RestAdapter:
         runtime = self.dp.manager.resolve(info["name"], version, info.get("label"))
         return _json_response(protos.metadata_json(runtime))
 
-    def _fail_fast(self, request: web.Request) -> None:
-        request["counted"] = True  # fail_fast counts its own rejection
-        self.dp.fail_fast(request.match_info["name"], _protocol_of(request.path))
+    def _admit(self, request: web.Request):
+        """Admission before the body is read (the data plane counts its own rejection)."""
+        request["counted"] = True
+        ticket = request["admission"] = self.dp.admit(request.match_info["name"], _protocol_of(request.path))
         request["counted"] = False
+        return ticket
 
     async def tfs_predict(self, request: web.Request) -> web.Response:
-        self._fail_fast(request)
-        data, _ = await self._read_json(request)
-        texts, columnar = parse_tfs_request(data)
-        result = await self._predict(request, texts)
+        with self._admit(request):
+            data, _ = await self._read_json(request)
+            texts, columnar = parse_tfs_request(data)
+            result = await self._predict(request, texts)
         headers = {"X-Request-Id": result.request_id, "X-Model-Version": str(result.version)}
         return _json_response(render_tfs(result, columnar), headers=headers)
 
@@ -225,19 +287,21 @@ class RestAdapter:
         info = request.match_info
         name = info["name"]
         if not self.dp.manager.is_known(name):
-            raise NotFound(f"model '{name}' is not served here (served models: {', '.join(self.dp.manager.served_models()) or 'none yet'})")
+            raise NotFound(f"model {shorten(name)} is not served here (served models: {', '.join(self.dp.manager.served_models()) or 'none yet'})")
         version = parse_version(info["version"]) if "version" in info else None
         ready = self.dp.manager.model_ready(name, version)
         return _json_response({"name": name, "ready": ready}, 200 if ready else 503)
 
     async def v2_infer(self, request: web.Request) -> web.StreamResponse:
-        self._fail_fast(request)
-        data, binary = await self._read_json(request)
-        texts, wanted = parse_v2_request(data, binary)
-        request_id = data.get("id")
-        if request_id is not None and not isinstance(request_id, str):
-            raise InvalidInput(f"'id' must be a string, got {_json_type(request_id)}")
-        result = await self._predict(request, texts, request_id)
+        with self._admit(request):
+            data, binary = await self._read_json(request)
+            texts, wanted = parse_v2_request(data, binary)
+            request_id = data.get("id")
+            if request_id is not None:
+                if not isinstance(request_id, str):
+                    raise InvalidInput(f"'id' must be a string, got {_json_type(request_id)}")
+                _text_value(request_id, "'id'")  # valid Unicode, or 400
+            result = await self._predict(request, texts, request_id)
         body, json_len = render_v2(result, wanted, request_id)
         headers = {"X-Request-Id": result.request_id}
         if json_len is None:
@@ -256,6 +320,11 @@ def _json_type(value: Any) -> str:
     return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}.get(
         type(value), type(value).__name__
     )
+
+
+def _header_int(text: str) -> Optional[int]:
+    """A non-negative integer header value (ASCII digits, at most 18 of them), else None."""
+    return int(text) if 0 < len(text) <= 18 and text.isascii() and text.isdigit() else None
 
 
 def _text_value(value: Any, where: str) -> bytes:
@@ -280,10 +349,10 @@ def parse_tfs_request(data: dict) -> tuple[list[bytes], bool]:
     """TF Serving's predict body -> (texts, columnar?). See the TF Serving REST API docs."""
     signature = data.get("signature_name", features.SERVING_SIGNATURE)
     if signature != features.SERVING_SIGNATURE:
-        raise InvalidInput(f"signature_name {signature!r} is not served; use '{features.SERVING_SIGNATURE}' (or omit it)")
+        raise InvalidInput(f"signature_name {shorten(signature)} is not served; use '{features.SERVING_SIGNATURE}' (or omit it)")
     unknown = set(data) - {"signature_name", "instances", "inputs"}
     if unknown:
-        raise InvalidInput(f"unknown key(s) {sorted(unknown)}; a predict request has 'instances' or 'inputs' (and optionally 'signature_name')")
+        raise InvalidInput(f"unknown key(s) {clip(sorted(unknown))}; a predict request has 'instances' or 'inputs' (and optionally 'signature_name')")
     if "instances" in data and "inputs" in data:
         raise InvalidInput("send either 'instances' (row format) or 'inputs' (columnar format), not both")
     if "instances" in data:
@@ -296,7 +365,7 @@ def parse_tfs_request(data: dict) -> tuple[list[bytes], bool]:
         for i, row in enumerate(rows):
             if isinstance(row, dict) and "b64" not in row:
                 if set(row) != {features.SERVING_INPUT}:
-                    raise InvalidInput(f"instances[{i}]: the model takes one input '{features.SERVING_INPUT}', got keys {sorted(row)}")
+                    raise InvalidInput(f"instances[{i}]: the model takes one input '{features.SERVING_INPUT}', got keys {clip(sorted(row))}")
                 row = row[features.SERVING_INPUT]
             texts.append(_text_value(row, f"instances[{i}]"))
         return texts, False
@@ -304,7 +373,7 @@ def parse_tfs_request(data: dict) -> tuple[list[bytes], bool]:
         cols = data["inputs"]
         if isinstance(cols, dict):
             if set(cols) != {features.SERVING_INPUT}:
-                raise InvalidInput(f"'inputs': the model takes one input '{features.SERVING_INPUT}', got keys {sorted(cols)}")
+                raise InvalidInput(f"'inputs': the model takes one input '{features.SERVING_INPUT}', got keys {clip(sorted(cols))}")
             cols = cols[features.SERVING_INPUT]
         if isinstance(cols, (str, dict)):
             raise InvalidInput("'inputs' must be a list of texts (the model's input is a batch of strings)")
@@ -336,16 +405,26 @@ def render_tfs(result: PredictResult, columnar: bool) -> dict:
 
 
 # -- KServe v2 translation ---------------------------------------------------------------------
-def _flatten(data: Any, where: str, depth: int = 0) -> list:
-    if depth > 8:
-        raise InvalidInput(f"{where}: 'data' is nested more deeply than any tensor of this model")
-    out: list = []
-    for value in data:
-        if isinstance(value, list):
-            out.extend(_flatten(value, where, depth + 1))
-        else:
-            out.append(value)
-    return out
+def _elements(data: list, shape: list[int], where: str) -> list:
+    """The tensor's elements in row-major order. ``data`` is either flat (``shape``'s element
+    count of non-lists) or nested exactly as ``shape`` says; anything else is an error."""
+    if not any(isinstance(v, list) for v in data):
+        return data
+    def walk(node: Any, depth: int, index: str) -> list:
+        if not isinstance(node, list) or len(node) != shape[depth]:
+            got = f"{len(node)} elements" if isinstance(node, list) else _json_type(node)
+            raise InvalidInput(f"{where}: data{index} must be a list of {shape[depth]} elements to match shape {shape}, got {got}")
+        if depth == len(shape) - 1:
+            for i, value in enumerate(node):
+                if isinstance(value, list):
+                    raise InvalidInput(f"{where}: data{index}[{i}] is a list, but shape {shape} has {len(shape)} dimension(s)")
+            return node
+        out: list = []
+        for i, child in enumerate(node):
+            out.extend(walk(child, depth + 1, f"{index}[{i}]"))
+        return out
+
+    return walk(data, 0, "")
 
 
 def _decode_bytes_tensor(raw: bytes, where: str) -> list[bytes]:
@@ -379,22 +458,22 @@ def parse_v2_request(data: dict, binary: bytes) -> tuple[list[bytes], dict[str, 
         if key not in tensor:
             raise InvalidInput(f"inputs[0] is missing '{key}'")
     if tensor["name"] != features.SERVING_INPUT:
-        raise InvalidInput(f"unknown input {tensor['name']!r}; the model's input is '{features.SERVING_INPUT}'")
+        raise InvalidInput(f"unknown input {shorten(tensor['name'])}; the model's input is '{features.SERVING_INPUT}'")
     if tensor["datatype"] != "BYTES":
-        raise InvalidInput(f"input '{features.SERVING_INPUT}' must have datatype BYTES, got {tensor['datatype']!r}")
+        raise InvalidInput(f"input '{features.SERVING_INPUT}' must have datatype BYTES, got {shorten(tensor['datatype'])}")
     shape = tensor["shape"]
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise InvalidInput(f"input '{features.SERVING_INPUT}': 'shape' must be a list of non-negative integers, got {shape!r}")
+        raise InvalidInput(f"input '{features.SERVING_INPUT}': 'shape' must be a list of non-negative integers, got {clip(shape)}")
     if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
-        raise InvalidInput(f"input '{features.SERVING_INPUT}' must have shape [N] (or [N, 1]), got {shape}")
-    count = int(np.prod(shape))
+        raise InvalidInput(f"input '{features.SERVING_INPUT}' must have shape [N] (or [N, 1]), got {clip(shape)}")
+    count = math.prod(shape)
     params = tensor.get("parameters") or {}
     if not isinstance(params, dict):
         raise InvalidInput(f"inputs[0].parameters must be an object, got {_json_type(params)}")
     if "binary_data_size" in params:
         size = params["binary_data_size"]
         if not isinstance(size, int) or size < 0 or size != len(binary):
-            raise InvalidInput(f"binary_data_size {size!r} does not match the {len(binary)} bytes after the JSON header")
+            raise InvalidInput(f"binary_data_size {clip(size)} does not match the {len(binary)} bytes after the JSON header")
         values = _decode_bytes_tensor(binary, f"input '{features.SERVING_INPUT}'")
     else:
         if "data" not in tensor:
@@ -402,7 +481,7 @@ def parse_v2_request(data: dict, binary: bytes) -> tuple[list[bytes], dict[str, 
         if not isinstance(tensor["data"], list):
             raise InvalidInput(f"input '{features.SERVING_INPUT}': 'data' must be a list, got {_json_type(tensor['data'])}")
         values = []
-        for i, value in enumerate(_flatten(tensor["data"], f"input '{features.SERVING_INPUT}'")):
+        for i, value in enumerate(_elements(tensor["data"], shape, f"input '{features.SERVING_INPUT}'")):
             if not isinstance(value, str):
                 raise InvalidInput(f"input '{features.SERVING_INPUT}': data[{i}] must be a string (BYTES), got {_json_type(value)}")
             values.append(_text_value(value, f"input '{features.SERVING_INPUT}' data[{i}]"))
@@ -426,7 +505,7 @@ def parse_v2_request(data: dict, binary: bytes) -> tuple[list[bytes], dict[str, 
             if not isinstance(out, dict) or not isinstance(out.get("name"), str):
                 raise InvalidInput(f"outputs[{i}] must be an object with a 'name'")
             if out["name"] not in _OUTPUTS:
-                raise InvalidInput(f"unknown output {out['name']!r}; the model's outputs are {list(_OUTPUTS)}")
+                raise InvalidInput(f"unknown output {shorten(out['name'])}; the model's outputs are {list(_OUTPUTS)}")
             out_params = out.get("parameters") or {}
             wanted[out["name"]] = bool(out_params.get("binary_data", binary_default)) if isinstance(out_params, dict) else binary_default
     return values, wanted

@@ -19,6 +19,7 @@ from typing import Optional
 from aiohttp import web
 
 from .config import ServerConfig
+from .connections import ConnectionGuard
 from .dataplane import DataPlane
 from .metrics import ServingMetrics
 from .prediction_logger import PredictionLogWriter
@@ -81,7 +82,10 @@ class ServingServer:
                 pl.directory, self.metrics, sample_rate=pl.sample_rate, max_file_bytes=pl.max_file_bytes, queue_size=pl.queue_size
             )
         self.dataplane = DataPlane(config, self.manager, self.metrics, self.prediction_log)
+        self.auth_token = config.auth_token()  # ConfigError (set but empty) before anything starts
+        self._guard = ConnectionGuard(config.connections, self.metrics)
         self._runner: Optional[web.AppRunner] = None
+        self._http: Optional[asyncio.AbstractServer] = None
         self._grpc = None
         self.port: Optional[int] = None
         self.grpc_port: Optional[int] = None
@@ -90,31 +94,53 @@ class ServingServer:
         if self.prediction_log is not None:
             self.prediction_log.start()
         self.manager.start()  # loads in the background; /v2/health/ready says when it is done
-        self._runner = web.AppRunner(RestAdapter(self.dataplane).app(), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            RestAdapter(self.dataplane).app(),
+            handle_signals=False,
+            shutdown_timeout=self.config.drain_timeout_s,
+            **self._guard.handler_kwargs(),
+        )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port, backlog=1024)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # the real port when 0 was asked
+        # Our own listening socket: each connection gets the guarded protocol (read timeouts,
+        # connection cap); the runner still owns the app and shuts its connections down.
+        factory = self._guard.protocol_factory(self._runner.server)
+        self._http = await asyncio.get_running_loop().create_server(factory, self.config.host, self.config.port, backlog=1024)
+        self._guard.start()
+        self.port = self._http.sockets[0].getsockname()[1]  # the real port when 0 was asked
         if self.config.grpc_port:  # 0: no gRPC server
             from .grpc_server import create_server
 
             self._grpc, self.grpc_port = create_server(self.dataplane, self.config.host, self.config.grpc_port)
             await self._grpc.start()
+        auth = "on (bearer token from $" + self.config.auth_token_env + ")" if self.auth_token else "off"
+        c = self.config.connections
         log.info(
-            "serving %s on http://%s:%s (gRPC port %s)",
+            "serving %s on http://%s:%s (gRPC port %s), auth %s, timeouts: header %gs body %gs keep-alive %gs, at most %d connections",
             self.config.model_repository,
             self.config.host,
             self.port,
             self.grpc_port,
-            extra={"event": "listening", "port": self.port, "grpc_port": self.grpc_port},
+            auth,
+            c.header_timeout_s,
+            c.body_timeout_s,
+            c.keepalive_timeout_s,
+            self._guard.max_connections,
+            extra={"event": "listening", "port": self.port, "grpc_port": self.grpc_port, "auth": bool(self.auth_token)},
         )
 
     async def stop(self) -> None:
         """Graceful: refuse new requests (readiness false), finish queued ones, flush the log."""
         start = time.perf_counter()
-        await self.dataplane.close()
+        drain = self.config.drain_timeout_s
+        if self._http is not None:
+            self._http.close()  # no new connections
+        try:
+            await asyncio.wait_for(self.dataplane.close(), drain)
+        except asyncio.TimeoutError:
+            log.error("requests still queued after the drain timeout of %g s (drain_timeout_s); stopping anyway", drain)
         if self._grpc is not None:
-            await self._grpc.stop(grace=5)
+            await self._grpc.stop(grace=max(0.1, drain - (time.perf_counter() - start)))
+        await self._guard.stop()
         if self._runner is not None:
             await self._runner.cleanup()
         self.manager.stop()

@@ -27,6 +27,19 @@ import tensorflow as tf
 STAGING_PREFIX = ".staging-"
 PUSH_RECORD = "textops_push.json"  # written inside the version's assets.extra/
 _SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
+MAX_VERSION = 2**63 - 1  # TF Serving's versions are int64
+
+
+def version_from_name(name: str) -> Optional[int]:
+    """The version a directory name stands for: ASCII digits, 1..2**63-1; otherwise None.
+
+    ``str.isdigit`` alone accepts '²' or Arabic-Indic digits (``int`` then fails or reads them),
+    and an unbounded digit string is a valid Python int that gRPC's int64 cannot carry.
+    """
+    if not 0 < len(name) <= 19 or not name.isascii() or not name.isdigit():
+        return None
+    version = int(name)
+    return version if 0 < version <= MAX_VERSION else None
 
 
 @dataclass(frozen=True)
@@ -56,11 +69,12 @@ def list_versions(repository: str, model_name: str) -> list[ModelVersion]:
     versions = []
     for entry in tf.io.gfile.listdir(base):
         name = entry.rstrip("/")
-        if not name.isdigit() or int(name) <= 0:
+        version = version_from_name(name)
+        if version is None:
             continue
         path = _join(base, name)
         if tf.io.gfile.isdir(path) and is_complete_version(path):
-            versions.append(ModelVersion(model_name, int(name), path))
+            versions.append(ModelVersion(model_name, version, path))
     return sorted(versions, key=lambda v: v.version)
 
 

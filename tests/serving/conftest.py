@@ -87,7 +87,8 @@ class ServerProcess:
         self.grpc_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"server-{self.port}.log"
-        cfg = {"poll_interval_s": 0.3, **(config or {})}
+        # fast polling, a short settle time and quick load retries keep the tests short
+        cfg = {"poll_interval_s": 0.3, "repository": {"settle_s": 0.5, "load_retry_interval_s": 0.1}, **(config or {})}
         self.config_path = workdir / f"serving-{self.port}.yaml"
         self.config_path.write_text(yaml.safe_dump(cfg))
         args = [

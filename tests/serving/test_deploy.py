@@ -39,3 +39,17 @@ def test_kserve_example_serves_the_repository_with_stock_tf_serving():
     (isvc,) = _docs("kserve-inferenceservice.yaml")
     model = isvc["spec"]["predictor"]["model"]
     assert model["modelFormat"]["name"] == "tensorflow" and model["storageUri"].endswith("/text_classifier")
+
+
+def test_termination_grace_period_covers_prestop_and_drain():
+    """A rolling update must not cut requests: routing stops (preStop) before SIGTERM, and the
+    kubelet's SIGKILL comes only after the server's drain and the log flush."""
+    (deployment,) = _docs("k8s/deployment.yaml")
+    pod = deployment["spec"]["template"]["spec"]
+    pre_stop = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+    (configmap,) = _docs("k8s/configmap.yaml")
+    config = ServerConfig.model_validate(yaml.safe_load(configmap["data"]["serving.yaml"]))
+    flush_margin = 5  # closing the prediction log (fsync + gzip of the last file)
+    assert pre_stop >= 5  # longer than endpoint propagation (kube-proxy, ingress) usually takes
+    assert pre_stop + config.drain_timeout_s + flush_margin <= pod["terminationGracePeriodSeconds"]
+    assert config.connections.keepalive_timeout_s > 60  # the load balancer, not the pod, closes idle connections

@@ -83,7 +83,10 @@ def test_load_rejects_damaged_models(exported_models, tmp_path):
 # -- versions ----------------------------------------------------------------------------------
 def _manager(repo, models=None) -> tuple[ModelManager, ServingMetrics]:
     metrics = ServingMetrics()
-    config = ServerConfig.model_validate({"model_repository": str(repo), "models": models or {}})
+    # one poll loads what it finds: no settle time, no load retries (their tests are in test_hardening.py)
+    config = ServerConfig.model_validate(
+        {"model_repository": str(repo), "models": models or {}, "repository": {"settle_s": 0, "load_retries": 0}}
+    )
     manager = ModelManager(config, metrics)
     manager.poll_once()
     manager.initial_poll_done.set()
