@@ -148,12 +148,35 @@ class Estimate:
         return dataclasses.asdict(self)
 
 
-def _stats_from_confusion(classes: tuple[str, ...], confusion: np.ndarray) -> Any:
-    from textops.components.metrics import ClassificationStats
-
-    stats = ClassificationStats(classes)
-    stats.confusion[: len(classes), :] = confusion
-    return stats
+def gate_metrics(confusions: np.ndarray, positive: Optional[int]) -> dict[str, np.ndarray]:
+    """The gate's headline metrics (``components/metrics.py`` ``ClassificationStats``) for a
+    stack of confusion matrices ``[draws, true, predicted]`` at once, and per-class precision and
+    recall ``[draws, k]``. Precision of a class never predicted is 0 in the headline (as the gate
+    counts it) and NaN per class; recall of a class absent from the labels is NaN."""
+    tp = np.diagonal(confusions, axis1=1, axis2=2)
+    predicted = confusions.sum(axis=1)
+    support = confusions.sum(axis=2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(predicted > 0, tp / np.maximum(predicted, 1e-300), 0.0)
+        recall = np.where(support > 0, tp / np.maximum(support, 1e-300), np.nan)
+        f1 = np.where(np.isnan(recall), np.nan, np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = {"accuracy": tp.sum(axis=1) / confusions.sum(axis=(1, 2))}
+    present = (predicted > 0) | (support > 0)
+    for name, values in (("precision", precision), ("recall", recall), ("f1", f1)):
+        if positive is not None:
+            out[name] = values[:, positive]
+        else:
+            keep = present & ~np.isnan(values)
+            counted = keep.sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[name] = np.where(counted > 0, np.where(keep, values, 0.0).sum(axis=1) / np.maximum(counted, 1), np.nan)
+    empty = confusions.sum(axis=(1, 2)) == 0
+    for name in ("accuracy", "precision", "recall", "f1"):
+        out[name] = np.where(empty, np.nan, out[name])
+    out["class_precision"] = np.where(predicted > 0, precision, np.nan)
+    out["class_recall"] = recall
+    return out
 
 
 def estimate(
@@ -177,29 +200,23 @@ def estimate(
     cdf = np.cumsum(calibrated, axis=1)
     cdf[:, -1] = 1.0 + 1e-12
     tail = (1.0 - interval) / 2
-    counts = np.bincount(predicted, minlength=k)
-    predicted_counts = {c: int(counts[j]) for j, c in enumerate(classes)}
-    values: dict[str, list[float]] = {m: [] for m in ESTIMATED_METRICS}
-    per_class_draws = {c: {"precision": [], "recall": []} for c in classes}
-    for _ in range(draws):
+    confusions = np.empty((draws, k, k), dtype=np.float64)
+    for b in range(draws):
         labels = (cdf < rng.random(n)[:, None]).sum(axis=1)
-        confusion = np.bincount(labels * k + predicted, minlength=k * k).reshape(k, k).astype(np.float64)
-        stats = _stats_from_confusion(classes, confusion)
-        for m in ESTIMATED_METRICS:
-            values[m].append(stats.headline(m, positive_label))
-        for c, row in stats.per_class().items():
-            # precision of a class the model never predicted in the window is undefined
-            per_class_draws[c]["precision"].append(row["precision"] if predicted_counts[c] else math.nan)
-            per_class_draws[c]["recall"].append(row["recall"])
+        confusions[b] = np.bincount(labels * k + predicted, minlength=k * k).reshape(k, k)
+    positive = None
+    if k == 2:  # the gate's positive class: the one named, else the rarer one
+        positive = classes.index(positive_label) if positive_label in classes else int(np.argmin(calibrated.sum(axis=0)))
+    drawn = gate_metrics(confusions, positive)
 
-    def summarise(samples: list[float]) -> Interval:
+    def summarise(samples: np.ndarray) -> Interval:
         a = np.asarray(samples, dtype=np.float64)
         a = a[~np.isnan(a)]
         if not len(a):
             return Interval(math.nan, math.nan, math.nan)
         return Interval(float(a.mean()), float(np.quantile(a, tail)), float(np.quantile(a, 1 - tail)))
 
-    metrics = {m: summarise(values[m]) for m in ESTIMATED_METRICS}
+    metrics = {m: summarise(drawn[m]) for m in ESTIMATED_METRICS}
     # accuracy: exact expectation and the analytical interval of a mean of Bernoullis
     p = calibrated[np.arange(n), predicted]
     mean = float(p.mean())
@@ -208,7 +225,10 @@ def estimate(
     z = float(norm.ppf(1 - tail))
     half = z * math.sqrt(float((p * (1 - p)).sum())) / n
     metrics["accuracy"] = Interval(mean, max(0.0, mean - half), min(1.0, mean + half))
-    per_class = {c: {m: summarise(v) for m, v in d.items()} for c, d in per_class_draws.items()}
+    per_class = {
+        c: {"precision": summarise(drawn["class_precision"][:, j]), "recall": summarise(drawn["class_recall"][:, j])}
+        for j, c in enumerate(classes)
+    }
     expected_share = {c: float(s) for c, s in zip(classes, calibrated.mean(axis=0))}
     confusion = None
     if k <= 20:

@@ -222,3 +222,39 @@ def test_estimate_settings_are_validated():
         load_monitor_settings(None, ["estimate.calibration=platt"])
     with pytest.raises(MonitorError, match="drift.noise_quantile"):
         load_monitor_settings(None, ["drift.noise_quantile=0.3"])
+
+
+def test_estimated_metrics_use_the_gate_definitions():
+    """The vectorised metrics of the estimate equal ``ClassificationStats`` (the gate's) on the
+    same confusion matrices, absent and never-predicted classes included."""
+    from textops.components.metrics import ClassificationStats
+    from textops.monitoring.estimate import gate_metrics
+
+    rng = np.random.default_rng(5)
+    for k, positive in ((5, None), (2, 0), (2, 1)):
+        confusions = rng.integers(0, 6, size=(30, k, k)).astype(float)
+        confusions[:10, 1, :] = 0  # class 1 absent from the labels
+        confusions[10:20, :, 2 % k] = 0  # a class never predicted
+        got = gate_metrics(confusions, positive)
+        classes = tuple(f"c{i}" for i in range(k))
+        for b in range(len(confusions)):
+            stats = ClassificationStats(classes)
+            stats.confusion[:k, :] = confusions[b]
+            label = None if positive is None else classes[positive]
+            for m in ("accuracy", "precision", "recall", "f1"):
+                want = stats.headline(m, label)
+                assert (np.isnan(want) and np.isnan(got[m][b])) or got[m][b] == pytest.approx(want), (k, m, b)
+            per = stats.per_class()
+            for j, c in enumerate(classes):
+                assert np.isnan(got["class_recall"][b, j]) == np.isnan(per[c]["recall"])
+
+
+def test_fast_noise_level_equals_evidently_jensenshannon():
+    from textops.monitoring.drift import _jensenshannon_codes, stat_score
+
+    rng = np.random.default_rng(2)
+    ref = pd.Series(rng.choice(list("abcdef"), size=800, p=[0.3, 0.3, 0.2, 0.1, 0.1, 0.0]))
+    cur = pd.Series(rng.choice(list("abcdef"), size=300))
+    codes, uniques = pd.factorize(pd.concat([ref, cur], ignore_index=True))
+    fast = _jensenshannon_codes(codes[:800], codes[800:], len(uniques))
+    assert fast == pytest.approx(stat_score(ref, cur, "jensenshannon", categorical=True), abs=1e-12)
