@@ -147,21 +147,30 @@ def _posterior(log_lik, priors):
     return p / p.sum(axis=1, keepdims=True)
 
 
-def test_estimate_recovers_accuracy_of_an_overconfident_model():
-    from textops.monitoring.estimate import Calibrator, estimate
+def _synthetic(seed: int, spread: float, window_priors, window_rows: int, sharpen: float = 1.0):
+    """A 4-class task with known posteriors; the model reports them sharpened by ``sharpen``
+    (2.5: overconfident). Returns classes, the calibrator fitted on 6,000 reference rows, the
+    reference's and the window's model probabilities, the window's labels and true posteriors."""
+    from textops.monitoring.estimate import Calibrator
 
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(seed)
     classes = ["a", "b", "c", "d"]
     priors = np.full(4, 0.25)
-    means = rng.normal(0, 1.5, size=(4, 5))
+    means = rng.normal(0, spread, size=(4, 5))
     _, y_ref, ll_ref = _gaussian_task(rng, 6000, priors, means)
-    _, y_win, ll_win = _gaussian_task(rng, 3000, priors, means)
-    overconfident = lambda ll: _posterior(2.5 * ll, priors)  # noqa: E731  (the model's probabilities)
-    calibrator = Calibrator(classes).fit(overconfident(ll_ref), [classes[i] for i in y_ref])
-    window = overconfident(ll_win)
+    _, y_win, ll_win = _gaussian_task(rng, window_rows, np.asarray(window_priors), means)
+    reference, window = _posterior(sharpen * ll_ref, priors), _posterior(sharpen * ll_win, priors)
+    calibrator = Calibrator(classes).fit(reference, [classes[i] for i in y_ref])
+    return classes, calibrator, reference, window, y_win, _posterior(ll_win, priors)
+
+
+def test_estimate_recovers_accuracy_of_an_overconfident_model():
+    from textops.monitoring.estimate import estimate
+
+    classes, calibrator, _, window, y_win, truth = _synthetic(7, 1.5, [0.25] * 4, 3000, sharpen=2.5)
     predicted = window.argmax(axis=1)
     true_acc = float((predicted == y_win).mean())
-    expected_acc = float(_posterior(ll_win, priors)[np.arange(len(y_win)), predicted].mean())
+    expected_acc = float(truth[np.arange(len(y_win)), predicted].mean())
     est = estimate(calibrator.transform(window), predicted, classes, None)
     assert window.max(axis=1).mean() - true_acc > 0.05  # the raw confidence overstates accuracy
     assert abs(est.metrics["accuracy"].value - expected_acc) < 0.02
@@ -174,21 +183,14 @@ def test_estimate_recovers_accuracy_of_an_overconfident_model():
 
 
 def test_prior_adjustment_keeps_the_estimate_right_under_a_label_shift():
-    from textops.monitoring.estimate import Calibrator, adjust_to_priors, estimate
+    from textops.monitoring.estimate import adjust_to_priors, estimate
 
-    rng = np.random.default_rng(3)
-    classes = ["a", "b", "c", "d"]
-    priors = np.full(4, 0.25)
-    means = rng.normal(0, 1.2, size=(4, 5))
-    _, y_ref, ll_ref = _gaussian_task(rng, 6000, priors, means)
-    _, y_win, ll_win = _gaussian_task(rng, 2000, np.array([0.5, 0.5, 0.0, 0.0]), means)
-    calibrator = Calibrator(classes).fit(_posterior(ll_ref, priors), [classes[i] for i in y_ref])
-    window = _posterior(ll_win, priors)
+    classes, calibrator, reference, window, y_win, _ = _synthetic(3, 1.2, [0.5, 0.5, 0.0, 0.0], 2000)
     predicted = window.argmax(axis=1)
     true_acc = float((predicted == y_win).mean())
     calibrated = calibrator.transform(window)
     plain = estimate(calibrated, predicted, classes, None).metrics["accuracy"].value
-    adjusted, new_priors = adjust_to_priors(calibrated, calibrator.transform(_posterior(ll_ref, priors)).mean(axis=0))
+    adjusted, new_priors = adjust_to_priors(calibrated, calibrator.transform(reference).mean(axis=0))
     shifted = estimate(adjusted, predicted, classes, None).metrics["accuracy"].value
     assert new_priors[:2].sum() > 0.95
     assert abs(shifted - true_acc) < 0.03
