@@ -163,12 +163,13 @@ def _estimate_html(e: dict[str, Any]) -> str:
     parts.append(table(headers, rows, raw=True))
     if e.get("threshold_source"):
         parts.append(f'<p class="tx-muted">Thresholds: {esc(e["threshold_source"])}.</p>')
+    def span(iv: dict[str, Any]) -> str:
+        return "-" if iv["low"] is None else f"{fmt(iv['low'], 3)}-{fmt(iv['high'], 3)}"
+
     per_class_rows = []
     for c, r in e["per_class"].items():
         p, rec = r["precision"], r["recall"]
-        per_class_rows.append(
-            (c, p["value"], f"{fmt(p['low'], 3)}-{fmt(p['high'], 3)}", rec["value"], f"{fmt(rec['low'], 3)}-{fmt(rec['high'], 3)}", e["expected_share"].get(c))
-        )
+        per_class_rows.append((c, p["value"], span(p), rec["value"], span(rec), e["expected_share"].get(c)))
     parts.append(
         "<h3>Per class (estimated)</h3>"
         + table(["class", "precision", "interval", "recall", "interval", "expected share of true labels"], per_class_rows)
