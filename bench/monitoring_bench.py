@@ -267,8 +267,8 @@ def detect(args: argparse.Namespace) -> None:
 
     work = Path(args.workdir)
     results = work / "detect.json"
-    done: dict = json.loads(results.read_text()) if results.is_file() and args.resume else {}
-    for name in args.corpora:
+    done: dict = json.loads(results.read_text()) if results.is_file() and (args.resume or args.table) else {}
+    for name in [] if args.table else args.corpora:
         if name in done:
             print(f"{name}: already measured (--resume)", file=sys.stderr)
             continue
@@ -331,6 +331,18 @@ def _print_detect(done: dict, args: argparse.Namespace) -> None:
                 f"| {name} | {f['train']} / {f['reference']} / {f['pool']} | {f['classes']} | {f['reference_accuracy']:.3f} | {kind} "
                 f"| {100 * s['alerted'] / n:.0f}% | " + " | ".join(str(s[x]) for x in SIGNALS) + f" | {est:.3f} | {true} | {mae} |"
             )
+    print("\nalerted share per window kind (label-free accuracy estimate: mean absolute error in points)\n")
+    print("| corpus (classes) | " + " | ".join(KINDS) + " |")
+    print("|---" * (len(KINDS) + 1) + "|")
+    for name, res in done.items():
+        cells = []
+        for kind in KINDS:
+            s = res["kinds"][kind]
+            cell = f"{100 * s['alerted'] / s['windows']:.0f}%"
+            if s["true"]:
+                cell += f" ({100 * np.mean(np.abs(np.array(s['est']) - np.array(s['true']))):.1f})"
+            cells.append(cell)
+        print(f"| {name} ({res['facts']['classes']}) | " + " | ".join(cells) + " |")
     secs = [x for r in done.values() for s in r["kinds"].values() for x in s["seconds"]]
     if secs:
         print(f"\nrun_monitor per window: median {np.median(secs):.1f} s, max {np.max(secs):.1f} s (cpu cores: {os.cpu_count()})")
@@ -351,6 +363,7 @@ def main() -> None:
     p_detect.add_argument("--reference-rows", type=int, default=2000)
     p_detect.add_argument("--pool-rows", type=int, default=2500)
     p_detect.add_argument("--resume", action="store_true", help="keep corpora already in <workdir>/detect.json")
+    p_detect.add_argument("--table", action="store_true", help="only print the table of <workdir>/detect.json")
     for p in (p_cost, p_shift, p_detect):
         p.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "textops-monitoring-bench"))
     p_once = sub.add_parser("_once")
