@@ -1,7 +1,8 @@
 """Monitoring benchmark: cost (time, peak memory) and shift detection (acceptance figures).
 
-    .venv/bin/python bench/monitoring_bench.py cost  [--sizes 10000 100000]
-    .venv/bin/python bench/monitoring_bench.py shift [--windows 20 --window-size 500]
+    .venv/bin/python bench/monitoring_bench.py cost   [--sizes 10000 100000]
+    .venv/bin/python bench/monitoring_bench.py shift  [--windows 20 --window-size 500]
+    .venv/bin/python bench/monitoring_bench.py detect [--corpora ag_news trec ... --windows 20]
 
 Both train the project's model (``components/bare.py``: same tokenizer and model as the
 pipeline) on ag_news train (../shared/datasets), export it, and build the monitor's reference
@@ -14,6 +15,24 @@ from half of the ag_news test split scored by that model.
 - ``shift``: windows drawn from the other half of ag_news test (no shift) with different seeds,
   and windows of sms_spam and trec texts sent to the ag_news model (shift); prints how many of
   each were flagged as drift and the text-drift scores.
+- ``detect``: the alert policy and the label-free estimate on every shared corpus (below).
+
+``detect``, per corpus: the project's model (``components/bare.py``, the pipeline's tokenizer
+and model without TFX, 3 epochs) is trained on the corpus's train split; the held-out texts
+(the test split, topped up from train when it is small; those train rows are not trained on)
+give the reference (scored by the model, labels known, at most 2,000 texts) and a disjoint pool.
+Windows of ``--window-size`` (500) logged predictions, ``--windows`` (20) of each kind:
+
+1. ``in-distribution``: drawn from the pool;
+2. ``another corpus``: texts of another shared corpus (``OTHER_CORPUS``);
+3. ``two classes only``: two classes of the pool picked per window (binary corpora: one class);
+4. ``one class doubled``: one class's share doubled (the class changes per window);
+5. ``20% noise``: in-distribution, with a fifth of the texts replaced by random letter strings.
+
+Each window goes through ``run_monitor`` with the default settings and the gate's default
+thresholds (``evaluation.thresholds``) as the reference's gate. Printed per kind: the share of
+windows with any alert, how often each signal fired, and the label-free accuracy estimate
+against the true accuracy (mean absolute error) where the window's labels exist.
 """
 
 from __future__ import annotations
@@ -157,6 +176,178 @@ def shift(args: argparse.Namespace) -> None:
         print(f"{name:<26} {n:>7} {f:>7} {mean:>13.3f} {lo:>6.3f} {hi:>6.3f} {cols:>20.1f}")
 
 
+OTHER_CORPUS = {
+    "ag_news": "sms_spam",
+    "sms_spam": "trec",
+    "trec": "banking77",
+    "banking77": "trec",
+    "twenty_newsgroups": "ag_news",
+    "wisesight_sentiment": "sms_spam",
+}
+KINDS = ("in-distribution", "another corpus", "two classes only", "one class doubled", "20% noise")
+SIGNALS = ("text", "prediction", "confidence", "dataset", "estimate")
+
+
+def _read(name: str, split: str) -> pd.DataFrame:
+    return pd.read_csv(DATASETS / name / f"{split}.csv", dtype=str, keep_default_na=False)
+
+
+def _corpus_setup(name: str, work: Path, reference_rows: int, pool_rows: int) -> tuple[Path, "Reference", pd.DataFrame, dict]:  # noqa: F821
+    """Trains the bare model on the corpus, returns (model, reference, pool, facts)."""
+    from textops.components import bare, training
+    from textops.monitoring.reference import Reference, build_reference
+    from textops.settings import Thresholds
+
+    train = _read(name, "train").sample(frac=1.0, random_state=0).reset_index(drop=True)
+    test = _read(name, "test").sample(frac=1.0, random_state=0).reset_index(drop=True)
+    extra = min(max(0, reference_rows + pool_rows - len(test)), len(train) // 2)
+    # shuffled together, so the reference and the pool are the same mixture of test and train rows
+    held = pd.concat([test, train.iloc[:extra]]).sample(frac=1.0, random_state=1).reset_index(drop=True)
+    train = train.iloc[extra:].reset_index(drop=True)
+    n_ref = min(reference_rows, len(held) // 2)
+    model_dir = work / name / "model"
+    started = time.perf_counter()
+    if not (model_dir / "saved_model.pb").is_file():
+        m = bare.train_bare(train.text.tolist(), train.label.tolist(), train_config=training.TrainConfig(epochs=3))
+        m.export(str(model_dir))
+    trained_s = time.perf_counter() - started
+    ref_dir = work / name / "reference"
+    if (ref_dir / "reference.json").is_file():
+        reference = Reference.load(ref_dir)
+    else:
+        reference = build_reference(held.text[:n_ref].tolist(), held.label[:n_ref].tolist(), model_dir, source=f"{name} held out")
+        reference.save(ref_dir)
+    # what a reference built from a pipeline run carries: the gate's thresholds
+    reference.meta["gate_thresholds"] = Thresholds().gated()
+    reference.meta["run_id"] = f"bench-{name}"
+    facts = {"train": len(train), "reference": n_ref, "pool": len(held) - n_ref, "classes": len(reference.classes), "train_s": trained_s}
+    return model_dir, reference, held.iloc[n_ref:].reset_index(drop=True), facts
+
+
+def _noise_text(text: str, rng: np.random.Generator) -> str:
+    words = max(1, len(text.split()))
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    return " ".join("".join(rng.choice(letters, size=int(rng.integers(3, 10)))) for _ in range(words))
+
+
+def _pick(frame: pd.DataFrame, size: int, rng: np.random.Generator, weights: "np.ndarray | None" = None) -> pd.DataFrame:
+    """``size`` rows, without replacement when the frame has enough (weights: per row)."""
+    replace = len(frame) < size if weights is None else int((weights > 0).sum()) < size
+    p = None if weights is None else weights / weights.sum()
+    return frame.iloc[rng.choice(len(frame), size=size, replace=replace, p=p)]
+
+
+def _window(kind: str, pool: pd.DataFrame, other: pd.DataFrame, size: int, seed: int) -> tuple[list[str], "list[str] | None"]:
+    rng = np.random.default_rng(seed)
+    classes = sorted(pool.label.unique())
+    if kind == "in-distribution":
+        rows = _pick(pool, size, rng)
+    elif kind == "another corpus":
+        return _pick(other, size, rng).text.tolist(), None
+    elif kind == "two classes only":
+        keep = rng.choice(classes, size=1 if len(classes) == 2 else 2, replace=False)
+        rows = _pick(pool[pool.label.isin(keep)], size, rng)
+    elif kind == "one class doubled":
+        doubled = classes[seed % len(classes)]
+        rows = _pick(pool, size, rng, np.where(pool.label == doubled, 2.0, 1.0))
+    else:  # 20% noise
+        rows = _pick(pool, size, rng)
+        texts = rows.text.tolist()
+        for i in rng.choice(size, size=size // 5, replace=False):
+            texts[i] = _noise_text(texts[i], rng)
+        return texts, None
+    return rows.text.tolist(), rows.label.tolist()
+
+
+def detect(args: argparse.Namespace) -> None:
+    from textops.monitoring.config import load_monitor_settings
+    from textops.monitoring.monitor import run_monitor
+    from textops.monitoring.reference import score
+    from textops.monitoring.simulate import write_prediction_log
+
+    work = Path(args.workdir)
+    results = work / "detect.json"
+    done: dict = json.loads(results.read_text()) if results.is_file() and (args.resume or args.table) else {}
+    for name in [] if args.table else args.corpora:
+        if name in done:
+            print(f"{name}: already measured (--resume)", file=sys.stderr)
+            continue
+        t0 = time.perf_counter()
+        model_dir, reference, pool, facts = _corpus_setup(name, work, args.reference_rows, args.pool_rows)
+        other = pd.concat([_read(OTHER_CORPUS[name], s) for s in ("train", "test")]).reset_index(drop=True)
+        cache: dict[str, np.ndarray] = {}
+        classes: list[str] = reference.classes
+        rows: dict = {}
+        for kind in KINDS:
+            stats = {"windows": 0, "alerted": 0, **{s: 0 for s in SIGNALS}, "est": [], "true": [], "seconds": []}
+            for w in range(args.windows):
+                texts, labels = _window(kind, pool, other, args.window_size, seed=1000 + w)
+                missing = sorted({t for t in texts if t not in cache})
+                if missing:
+                    probs, classes = score(model_dir, missing)
+                    cache.update(zip(missing, probs))
+                probs = np.stack([cache[t] for t in texts])
+                with tempfile.TemporaryDirectory() as tmp:
+                    write_prediction_log(model_dir, texts, tmp, probabilities=probs, classes=classes, seed=w)
+                    settings = load_monitor_settings(None, ["window.last=all"], log=tmp, output=os.path.join(tmp, "out"))
+                    started = time.perf_counter()
+                    v = run_monitor(settings, reference=reference).verdict
+                    stats["seconds"].append(time.perf_counter() - started)
+                fired = {a.check if a.kind == "drift" else "estimate" for a in v.alerts if a.kind != "service"}
+                stats["windows"] += 1
+                stats["alerted"] += bool(fired)
+                for s in SIGNALS:
+                    stats[s] += s in fired
+                stats["est"].append(v.estimate["metrics"]["accuracy"]["value"])
+                if labels is not None:
+                    predicted = [classes[i] for i in probs.argmax(axis=1)]
+                    stats["true"].append(float(np.mean([p == t for p, t in zip(predicted, labels)])))
+            rows[kind] = stats
+            print(f"{name} {kind}: {stats['alerted']}/{stats['windows']} alerted", file=sys.stderr)
+        ref_acc = float((reference.frame.prediction == reference.frame.target).mean())
+        done[name] = {"facts": dict(facts, reference_accuracy=ref_acc, seconds=time.perf_counter() - t0), "kinds": rows}
+        results.parent.mkdir(parents=True, exist_ok=True)
+        results.write_text(json.dumps(done, indent=1))
+    _print_detect(done, args)
+
+
+def _print_detect(done: dict, args: argparse.Namespace) -> None:
+    print(f"\nwindows of {args.window_size} logged predictions, {args.windows} per kind; default monitor settings; "
+          "estimate held to the gate's default thresholds")
+    print("\n| corpus | train / reference / pool | classes | reference accuracy | window kind | alerted | text | prediction "
+          "| confidence | dataset | estimate | est. accuracy | true accuracy | MAE (points) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, res in done.items():
+        f = res["facts"]
+        for kind, s in res["kinds"].items():
+            n = s["windows"]
+            est = np.mean(s["est"]) if s["est"] else float("nan")
+            if s["true"]:
+                true = f"{np.mean(s['true']):.3f}"
+                mae = f"{100 * np.mean(np.abs(np.array(s['est']) - np.array(s['true']))):.1f}"
+            else:
+                true, mae = "n/a", "n/a"
+            print(
+                f"| {name} | {f['train']} / {f['reference']} / {f['pool']} | {f['classes']} | {f['reference_accuracy']:.3f} | {kind} "
+                f"| {100 * s['alerted'] / n:.0f}% | " + " | ".join(str(s[x]) for x in SIGNALS) + f" | {est:.3f} | {true} | {mae} |"
+            )
+    print("\nalerted share per window kind (label-free accuracy estimate: mean absolute error in points)\n")
+    print("| corpus (classes) | " + " | ".join(KINDS) + " |")
+    print("|---" * (len(KINDS) + 1) + "|")
+    for name, res in done.items():
+        cells = []
+        for kind in KINDS:
+            s = res["kinds"][kind]
+            cell = f"{100 * s['alerted'] / s['windows']:.0f}%"
+            if s["true"]:
+                cell += f" ({100 * np.mean(np.abs(np.array(s['est']) - np.array(s['true']))):.1f})"
+            cells.append(cell)
+        print(f"| {name} ({res['facts']['classes']}) | " + " | ".join(cells) + " |")
+    secs = [x for r in done.values() for s in r["kinds"].values() for x in s["seconds"]]
+    if secs:
+        print(f"\nrun_monitor per window: median {np.median(secs):.1f} s, max {np.max(secs):.1f} s (cpu cores: {os.cpu_count()})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -165,7 +356,15 @@ def main() -> None:
     p_shift = sub.add_parser("shift", help="false alarms and detections over windows with different seeds")
     p_shift.add_argument("--windows", type=int, default=20)
     p_shift.add_argument("--window-size", type=int, default=500)
-    for p in (p_cost, p_shift):
+    p_detect = sub.add_parser("detect", help="alert policy and label-free estimate on every shared corpus, five window kinds")
+    p_detect.add_argument("--corpora", nargs="+", default=list(OTHER_CORPUS), choices=list(OTHER_CORPUS))
+    p_detect.add_argument("--windows", type=int, default=20)
+    p_detect.add_argument("--window-size", type=int, default=500)
+    p_detect.add_argument("--reference-rows", type=int, default=2000)
+    p_detect.add_argument("--pool-rows", type=int, default=2500)
+    p_detect.add_argument("--resume", action="store_true", help="keep corpora already in <workdir>/detect.json")
+    p_detect.add_argument("--table", action="store_true", help="only print the table of <workdir>/detect.json")
+    for p in (p_cost, p_shift, p_detect):
         p.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "textops-monitoring-bench"))
     p_once = sub.add_parser("_once")
     p_once.add_argument("--reference", required=True)
@@ -174,7 +373,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.command != "_once" and not DATASETS.is_dir():
         sys.exit(f"the datasets are not at {DATASETS}; this benchmark reads ../shared/datasets")
-    {"cost": cost, "shift": shift, "_once": _run_once}[args.command](args)
+    {"cost": cost, "shift": shift, "detect": detect, "_once": _run_once}[args.command](args)
 
 
 if __name__ == "__main__":

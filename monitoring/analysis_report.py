@@ -27,6 +27,7 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from textops import features
 from textops.monitoring import curves
 from textops.monitoring.htmlpage import esc, figure_png, fmt, page, table
 
@@ -71,11 +72,64 @@ def _slice_sort_key(value: str) -> tuple:
         return (1, 0.0, value)
 
 
-def _slices_html(slices: dict[str, Any]) -> str:
+def confusion_rows(labels: Sequence[str], probabilities: np.ndarray, classes: Sequence[str]) -> dict[str, dict[str, int]]:
+    """true class -> predicted class -> count, from scoring the eval split."""
+    out: dict[str, dict[str, int]] = {}
+    for label, row in zip(labels, probabilities.argmax(axis=1)):
+        predicted = out.setdefault(str(label), {})
+        predicted[classes[row]] = predicted.get(classes[row], 0) + 1
+    return out
+
+
+def _confusions_text(true_class: str, counts: Optional[dict[str, int]], top: int = 3) -> str:
+    if not counts:
+        return "-"
+    total = sum(counts.values())
+    wrong = sorted(((n, c) for c, n in counts.items() if c != true_class), reverse=True)
+    if not wrong:
+        return "none"
+    shown = ", ".join(f"{c} {100 * n / total:.1f}% ({n})" for n, c in wrong[:top])
+    more = len(wrong) - top
+    return shown + (f", {more} more" if more > 0 else "")
+
+
+def _class_slices_html(values: dict[str, Any], confusions: dict[str, dict[str, dict[str, int]]]) -> str:
+    """Slices of one true class: that class's recall (and the baseline's) and what it is
+    mistaken for. The headline metrics keep their macro definition inside a slice, where they
+    mislead: macro precision averages in the classes the slice's texts were confused with."""
+    has_baseline = any("baseline" in v for v in values.values())
+    headers = ["true class", "examples", "recall"]
+    if has_baseline:
+        headers.append("recall (baseline)")
+    headers += [f"mistaken for ({m})" for m in confusions] or ["mistaken for"]
+    rows = []
+    for value in sorted(values, key=_slice_sort_key):
+        cand, base = values[value].get("candidate", {}), values[value].get("baseline", {})
+        recall = cand.get(f"per_class/recall/{value}", cand.get("accuracy"))
+        row: list[Any] = [value, int(cand["example_count"]) if cand.get("example_count") is not None else None, recall]
+        if has_baseline:
+            row.append(base.get(f"per_class/recall/{value}", base.get("accuracy")))
+        row += [_confusions_text(value, c.get(value)) for c in confusions.values()] or ["- (the eval split could not be scored)"]
+        rows.append(row)
+    note = (
+        '<p class="tx-muted">A slice holds the texts of one true class: its recall is the share the model labelled '
+        "correctly (the slice's accuracy); precision is a property of a predicted class and is in the per-class "
+        "table below. \"Mistaken for\": the most frequent wrong predictions for that class on the eval split.</p>"
+    )
+    return table(headers, rows) + note
+
+
+def _slices_html(
+    slices: dict[str, Any], label_feature: Optional[str] = None, confusions: Optional[dict[str, dict[str, dict[str, int]]]] = None
+) -> str:
     parts = []
-    features = sorted(slices, key=lambda f: (f != "overall", f))
-    for feature in features:
+    names = sorted(slices, key=lambda f: (f != "overall", f))
+    for feature in names:
         values = slices[feature]
+        title = "Overall" if feature == "overall" else f"By {feature}"
+        if feature == label_feature:
+            parts.append(f"<h3>{esc(title)} (true class)</h3>" + _class_slices_html(values, confusions or {}))
+            continue
         metric_names = [m for m in ("example_count", *HEADLINE) if any(m in v.get("candidate", {}) for v in values.values())]
         has_baseline = any("baseline" in v for v in values.values())
         headers = ["slice", *metric_names]
@@ -92,15 +146,13 @@ def _slices_html(slices: dict[str, Any]) -> str:
             if has_baseline:
                 row += [base.get(m) for m in metric_names if m != "example_count"]
             rows.append(row)
-        title = "Overall" if feature == "overall" else f"By {feature}"
         parts.append(f"<h3>{esc(title)}</h3>" + table(headers, rows))
         if feature not in ("overall",) and "precision" in metric_names:
             parts.append(
                 '<p class="tx-muted">Within a slice the headline metrics keep their definition (macro over the '
-                "classes present in the slice, as true or predicted labels): on a slice of one true class, accuracy "
-                "is that class's recall and macro precision averages in the classes it was confused with.</p>"
+                "classes present in the slice, as true or predicted labels).</p>"
             )
-    if len(features) <= 1:
+    if len(names) <= 1:
         parts.append(
             '<p class="tx-muted">The Evaluator computed the overall slice only (no slicing specs for true class '
             "or text-length bucket in this run).</p>"
@@ -278,8 +330,17 @@ def render_analysis_html(run_dir: os.PathLike, summary: dict[str, Any]) -> str:
     else:
         notes.append("no Evaluator output for this run: slice metrics are missing")
     body.append(_gate_html(summary, validation))
+    try:
+        art = run_artifacts(run_dir)
+    except (MonitorError, OSError, ValueError) as exc:  # a missing artifact only removes these sections
+        art = None
+        notes.append(f"run artifacts unavailable: {exc}")
+    labels, models, score_notes = _score_models(art, summary)
+    notes.extend(score_notes)
+    confusions = {name: confusion_rows(labels, probs, classes) for name, (probs, classes) in models.items()} if labels is not None else {}
+    label_feature = ((summary.get("settings") or {}).get("data") or {}).get("label_column") or features.DEFAULT_LABEL_COLUMN
     body.append("<h2>Metrics per slice (TFMA)</h2>")
-    body.append(_slices_html(slices) if slices else "<p>No TFMA metrics.</p>")
+    body.append(_slices_html(slices, label_feature, confusions) if slices else "<p>No TFMA metrics.</p>")
     per_class = summary.get("per_class") or {}
     if per_class:
         body.append("<h2>Per class (overall slice)</h2>")
@@ -290,13 +351,6 @@ def render_analysis_html(run_dir: os.PathLike, summary: dict[str, Any]) -> str:
             )
         )
     body.append("<h2>Confusion matrix, ROC and precision-recall curves (eval split)</h2>")
-    try:
-        art = run_artifacts(run_dir)
-    except (MonitorError, OSError, ValueError) as exc:  # a missing artifact only removes this section
-        art = None
-        notes.append(f"run artifacts unavailable: {exc}")
-    labels, models, score_notes = _score_models(art, summary)
-    notes.extend(score_notes)
     if labels is not None and models:
         body.append(
             '<p class="tx-muted">Computed by scoring the eval split with the candidate SavedModel'

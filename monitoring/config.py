@@ -9,6 +9,7 @@ validated once at the entry point and passed down. Unknown keys are errors.
     feedback: labels.jsonl              # optional ground truth keyed by request_id
     drift: {text_threshold: 0.6, ...}
     quality: {min_labeled: 50, f1_min: 0.7, ...}
+    estimate: {calibration: isotonic, ...}   # label-free performance estimate (CBPE)
     service: {error_rate_max: 0.02, p99_latency_ms_max: 500}
 """
 
@@ -34,7 +35,7 @@ class MonitorExit(IntEnum):
     USAGE = 2  # bad command line, settings, or a missing/invalid reference
     NO_DATA = 3  # nothing to judge: the window is empty or below window.min_records
     DRIFT = 5  # a drift alert fired (text, descriptors, predictions); takes precedence
-    QUALITY = 6  # a quality alert fired (labels fed back), no drift alert
+    QUALITY = 6  # a quality alert fired (labels fed back, or estimated without labels), no drift alert
     SERVICE = 7  # only a service alert fired (error rate, p99 latency from the log)
 
 
@@ -134,8 +135,21 @@ class DriftSettings(_Section):
         default_factory=lambda: ["text", "length", "oov_share", "non_letter_share", "prediction", "confidence"],
         min_length=1,
     )
+    confidence_threshold: float = Field(
+        0.2, gt=0.0, description="distance (num_method) above which the confidence distribution drifted"
+    )
     drift_share: float = Field(0.5, gt=0.0, le=1.0, description="dataset drift when this share of columns drifted")
     alert_on_text_drift: bool = Field(True, description="text drift alone fires the drift alert")
+    alert_on_prediction_drift: bool = Field(True, description="predicted-label drift alone fires the drift alert")
+    alert_on_confidence_drift: bool = Field(True, description="confidence drift alone fires the drift alert")
+    noise_quantile: Optional[float] = Field(
+        0.99,
+        gt=0.5,
+        lt=1.0,
+        description="prediction and confidence alert alone only above this quantile of their score between "
+        "reference samples of the window's size and the rest of the reference (sampling noise); null: off",
+    )
+    noise_draws: int = Field(200, ge=20, le=5000, description="reference samples drawn for the noise level")
     max_rows: int = Field(20_000, ge=100, description="drift tests use a seeded sample of at most this many rows")
     seed: int = 0
 
@@ -152,6 +166,33 @@ class QualitySettings(_Section):
     max_drop: Optional[float] = Field(
         0.1, ge=0.0, le=1.0, description="alert when a metric falls this far (absolute) below the reference's"
     )
+
+    def minimums(self) -> dict[str, float]:
+        pairs = {"accuracy": self.accuracy_min, "precision": self.precision_min, "recall": self.recall_min, "f1": self.f1_min}
+        return {k: v for k, v in pairs.items() if v is not None}
+
+
+class EstimateSettings(_Section):
+    """Performance estimated without labels (confidence-based performance estimation, CBPE).
+
+    The model's probabilities are calibrated on the reference (its predictions on the reference
+    run's evaluation split, whose labels are known) with scikit-learn; on the window the calibrated
+    probabilities give the expected confusion matrix, hence estimated accuracy, precision, recall
+    and F1 (the gate's definitions) with intervals from labels drawn from those probabilities.
+    """
+
+    enabled: bool = True
+    calibration: Literal["isotonic", "sigmoid"] = Field("isotonic", description="scikit-learn calibration method")
+    adjust_priors: Literal["auto", "always", "never"] = Field(
+        "auto", description="re-weight to the window's class priors (EM); auto: when the prediction signal fired"
+    )
+    interval: float = Field(0.95, gt=0.5, lt=1.0, description="coverage of the reported intervals")
+    draws: int = Field(200, ge=20, le=5000, description="label draws behind the intervals")
+    seed: int = 0
+    accuracy_min: Optional[float] = Field(None, ge=0.0, le=1.0, description="default: the reference run's gate threshold")
+    precision_min: Optional[float] = Field(None, ge=0.0, le=1.0, description="default: the reference run's gate threshold")
+    recall_min: Optional[float] = Field(None, ge=0.0, le=1.0, description="default: the reference run's gate threshold")
+    f1_min: Optional[float] = Field(None, ge=0.0, le=1.0, description="default: the reference run's gate threshold")
 
     def minimums(self) -> dict[str, float]:
         pairs = {"accuracy": self.accuracy_min, "precision": self.precision_min, "recall": self.recall_min, "f1": self.f1_min}
@@ -186,6 +227,7 @@ class MonitorSettings(_Section):
     window: WindowSettings = Field(default_factory=WindowSettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
+    estimate: EstimateSettings = Field(default_factory=EstimateSettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
 

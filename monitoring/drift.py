@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Optional
 
+import numpy as np
 import pandas as pd
 
 from textops.monitoring.config import DriftSettings
@@ -52,7 +53,57 @@ def _method_for(column: str, settings: DriftSettings) -> tuple[str, float]:
         return settings.text_method, settings.text_threshold
     if column in CATEGORICAL_COLUMNS:
         return settings.cat_method, settings.cat_threshold
+    if column == "confidence":
+        return settings.num_method, settings.confidence_threshold
     return settings.num_method, settings.num_threshold
+
+
+def is_drifted(score: float, method: str, threshold: float) -> bool:
+    return bool(score < threshold if method in P_VALUE_METHODS else score > threshold)
+
+
+def stat_score(reference: pd.Series, current: pd.Series, method: str, categorical: bool) -> float:
+    """Evidently's stat test ``method`` (the one the preset runs) on two columns."""
+    from evidently.legacy.calculations.stattests.registry import get_registered_stattest
+    from evidently.legacy.core import ColumnType
+
+    kind = ColumnType.Categorical if categorical else ColumnType.Numerical
+    return float(get_registered_stattest(method, kind)(reference, current, kind, None).drift_score)
+
+
+def _jensenshannon_codes(reference: np.ndarray, current: np.ndarray, categories: int) -> float:
+    """Evidently's ``jensenshannon`` on categorical codes (the same scipy distance over the
+    categories' shares; a category absent on both sides adds nothing), without pandas per call:
+    the noise level runs it hundreds of times."""
+    from scipy.spatial import distance
+
+    ref = np.bincount(reference, minlength=categories) / len(reference)
+    cur = np.bincount(current, minlength=categories) / len(current)
+    return float(distance.jensenshannon(ref, cur))
+
+
+def noise_level(
+    reference: pd.Series, size: int, method: str, quantile: float, draws: int, seed: int, categorical: bool
+) -> tuple[float, int]:
+    """The score a window of ``size`` rows reaches from sampling alone: ``draws`` times, the stat
+    test compares a random sample of ``size`` reference rows with the rest of the reference;
+    returns the ``quantile`` of those scores (the lower quantile for p-value tests) and the sample
+    size used (at most half the reference)."""
+    values = reference.dropna().reset_index(drop=True)
+    size = max(1, min(size, len(values) // 2))
+    rng = np.random.default_rng(seed)
+    scores = []
+    fast = categorical and method == "jensenshannon"
+    codes, uniques = pd.factorize(values) if fast else (None, None)
+    for _ in range(draws):
+        picked = np.zeros(len(values), dtype=bool)
+        picked[rng.choice(len(values), size=size, replace=False)] = True
+        if fast:
+            scores.append(_jensenshannon_codes(codes[~picked], codes[picked], len(uniques)))
+        else:
+            scores.append(stat_score(values[~picked], values[picked], method, categorical))
+    q = 1.0 - quantile if method in P_VALUE_METHODS else quantile
+    return float(np.quantile(scores, q)), size
 
 
 def _definition(columns: list[str]) -> Any:
@@ -89,6 +140,7 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, settings: Drift
         num_threshold=settings.num_threshold,
         cat_method=settings.cat_method,
         cat_threshold=settings.cat_threshold,
+        per_column_threshold={"confidence": settings.confidence_threshold} if "confidence" in columns else None,
     )
     report = Report([preset])
     snapshot = report.run(Dataset.from_pandas(cur, data_definition=definition), Dataset.from_pandas(ref, data_definition=definition))
@@ -101,8 +153,7 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, settings: Drift
     for column in columns:
         method, threshold = _method_for(column, settings)
         score = scores.get(column, float("nan"))
-        drifted = score < threshold if method in P_VALUE_METHODS else score > threshold
-        result[column] = ColumnDrift(column, method, threshold, score, bool(drifted))
+        result[column] = ColumnDrift(column, method, threshold, score, is_drifted(score, method, threshold))
     share = sum(c.drifted for c in result.values()) / len(result)
     return DriftResult(result, share, share >= settings.drift_share, len(ref), len(cur), snapshot)
 

@@ -33,6 +33,10 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "column_drifted": ("1 when the column drifted.", ("column",)),
     "drifted": ("1 when a drift alert fired (dataset drift, or text drift).", ()),
     "drifted_columns_share": ("Share of monitored columns that drifted.", ()),
+    "signal_score": ("Score of each signal that alerts alone (text: ROC AUC; prediction, confidence: distance).", ("signal",)),
+    "signal_limit": ("Limit of each signal: its threshold, or its sampling-noise level when higher.", ("signal",)),
+    "signal_fired": ("1 when the signal fired a drift alert on its own.", ("signal",)),
+    "estimated_quality": ("Quality estimated without labels (CBPE): accuracy, precision, recall, f1.", ("metric", "bound")),
     "labelled_records": ("Window records with a ground-truth label fed back.", ()),
     "quality": ("Classification quality on the labelled records (argmax; macro over classes).", ("metric",)),
     "reference_quality": ("The same metrics on the reference (the evaluation split).", ("metric",)),
@@ -73,6 +77,13 @@ def build_registry(verdict: dict[str, Any], finished_at: float) -> CollectorRegi
     put("drifted", 1.0 if verdict["drifted"] else 0.0)
     if drift:
         put("drifted_columns_share", drift["drifted_share"])
+    for signal, sig in (drift.get("signals") or {}).items():
+        put("signal_score", sig["score"], signal=signal)
+        put("signal_limit", sig["limit"], signal=signal)
+        put("signal_fired", 1.0 if sig["fired"] else 0.0, signal=signal)
+    for metric, interval in ((verdict.get("estimate") or {}).get("metrics") or {}).items():
+        for bound in ("value", "low", "high"):
+            put("estimated_quality", interval.get(bound), metric=metric, bound=bound)
     quality = verdict.get("quality") or {}
     put("labelled_records", quality.get("labelled", 0))
     for metric, value in (quality.get("metrics") or {}).items():

@@ -42,6 +42,7 @@ class Verdict:
     alerts: list[Alert]
     drift: dict[str, Any]
     quality: dict[str, Any]
+    estimate: dict[str, Any]
     service: dict[str, Any]
     window: dict[str, Any]
     feedback: dict[str, Any]
@@ -77,7 +78,15 @@ class Verdict:
             text = d["columns"].get("text")
             if text:
                 parts.append(f"text drift score {text['score']:.3f} (>{text['threshold']:.2f} drifts)")
+            for name in ("prediction", "confidence"):
+                sig = (d.get("signals") or {}).get(name)
+                if sig and sig["fired"]:
+                    parts.append(f"{name} drift {sig['score']:.3f} (>{sig['limit']:.3f}): {sig['meaning']}")
             parts.append(f"{d['drifted_count']}/{len(d['columns'])} columns drifted")
+        e = self.estimate
+        if e.get("metrics"):
+            acc = e["metrics"]["accuracy"]
+            parts.append(f"estimated accuracy {acc['value']:.3f} [{acc['low']:.3f}, {acc['high']:.3f}] (no labels)")
         q = self.quality
         if q.get("labelled"):
             f1 = q["metrics"].get("f1")
@@ -151,8 +160,176 @@ def quality_metrics(frame: pd.DataFrame, classes: list[str], positive_label: Opt
 def _positive_label(reference: Reference) -> Optional[str]:
     if len(reference.classes) != 2:
         return None
+    if reference.meta.get("positive_label") in reference.classes:
+        return reference.meta["positive_label"]
     counts = reference.frame["target"].value_counts()
     return min(reference.classes, key=lambda c: (counts.get(c, 0), c))
+
+
+# -- drift signals that alert on their own -------------------------------------------------------
+def _shares_meaning(reference: dict[str, float], window: dict[str, float], top: int = 5) -> str:
+    labels = sorted(set(reference) | set(window), key=lambda c: (-abs(window.get(c, 0.0) - reference.get(c, 0.0)), str(c)))
+    shown = [f"{c!r} {100 * window.get(c, 0.0):.1f}% (reference {100 * reference.get(c, 0.0):.1f}%)" for c in labels[:top]]
+    more = f", {len(labels) - top} more classes" if len(labels) > top else ""
+    return "the model now predicts " + ", ".join(shown) + more + " of requests"
+
+
+def _confidence_meaning(reference: pd.Series, window: pd.Series) -> str:
+    low = float(reference.quantile(0.1))
+    return (
+        f"mean confidence {window.mean():.3f} (reference {reference.mean():.3f}); {100 * (window < low).mean():.1f}% of "
+        f"requests are below {low:.3f}, the reference's 10th percentile (10% of the reference)"
+    )
+
+
+def _drift_signals(
+    result: Any, reference: pd.DataFrame, current: pd.DataFrame, settings: MonitorSettings, alerts: list[Alert]
+) -> dict[str, Any]:
+    """The text, prediction and confidence signals, each alerting alone.
+
+    Prediction and confidence count every request (a campaign repeating one text is a real change
+    in what the model answers; the per-column table compares distinct texts, as the domain
+    classifier must). Each fires when Evidently's stat test scores it above both its threshold and
+    its noise level: the score that reference samples of the window's size reach against the rest
+    of the reference, so that a many-class model does not alert on sampling alone."""
+    from textops.monitoring.drift import P_VALUE_METHODS, is_drifted, noise_level, sample, stat_score
+
+    d = settings.drift
+    signals: dict[str, Any] = {}
+    text = result.text_drift
+    if text is not None:
+        signals["text"] = {
+            "score": text.score, "method": text.method, "threshold": text.threshold, "limit": text.threshold,
+            "enabled": d.alert_on_text_drift, "fired": bool(text.drifted and d.alert_on_text_drift),
+            "meaning": f"a domain classifier tells window texts from reference texts with ROC AUC {text.score:.3f} "
+            "(0.5: indistinguishable)",
+        }
+    specs = {
+        "prediction": (d.alert_on_prediction_drift, True, d.cat_method, d.cat_threshold),
+        "confidence": (d.alert_on_confidence_drift, False, d.num_method, d.confidence_threshold),
+    }
+    ref_rows = sample(reference, d.max_rows, d.seed)
+    cur_rows = sample(current, d.max_rows, d.seed)
+    for name, (enabled, categorical, method, threshold) in specs.items():
+        if name not in d.columns:
+            continue
+        ref_col, cur_col = ref_rows[name].dropna(), cur_rows[name].dropna()
+        if ref_col.empty or cur_col.empty:
+            continue
+        score = stat_score(ref_col, cur_col, method, categorical)
+        noise, rows = (None, None)
+        limit = threshold
+        if d.noise_quantile is not None:
+            noise, rows = noise_level(ref_col, len(cur_col), method, d.noise_quantile, d.noise_draws, d.seed, categorical)
+            limit = min(limit, noise) if method in P_VALUE_METHODS else max(limit, noise)
+        fired = bool(enabled and is_drifted(score, method, limit))
+        if categorical:
+            meaning = _shares_meaning(
+                reference["prediction"].value_counts(normalize=True).to_dict(),
+                current["prediction"].value_counts(normalize=True).to_dict(),
+            )
+        else:
+            meaning = _confidence_meaning(reference["confidence"].dropna(), current["confidence"].dropna())
+        signals[name] = {
+            "score": score, "method": method, "threshold": threshold, "noise": noise, "noise_rows": rows,
+            "limit": limit, "enabled": enabled, "fired": fired, "meaning": meaning,
+        }
+        if fired:
+            floor = f"; sampling noise reaches {noise:.3f}" if noise is not None else ""
+            alerts.append(
+                Alert(
+                    "drift",
+                    name,
+                    f"{name} drift: {method} {score:.3f} above {limit:.3f} (threshold {threshold:.3f}{floor}): {meaning}",
+                    score,
+                    limit,
+                )
+            )
+    return signals
+
+
+# -- label-free performance estimate ----------------------------------------------------------------
+def _estimate(
+    current: pd.DataFrame,
+    reference: Reference,
+    settings: MonitorSettings,
+    prior_shift: bool,
+    notes: list[str],
+    alerts: list[Alert],
+) -> dict[str, Any]:
+    from textops.monitoring.estimate import ESTIMATED_METRICS, Calibrator, adjust_to_priors, estimate, probability_matrix
+
+    e = settings.estimate
+    classes = reference.classes
+    ref_probs, ref_ok = probability_matrix(reference.frame, classes)
+    probs, ok = probability_matrix(current, classes)
+    if not ok.any():
+        notes.append("the window's log carries no class probabilities matching the reference's classes: no label-free estimate")
+        return {}
+    if not ok.all():
+        notes.append(f"{int((~ok).sum())} window record(s) carry no usable probabilities; the estimate covers the other {int(ok.sum())}")
+    try:
+        calibrator = Calibrator(classes, e.calibration).fit(ref_probs[ref_ok], reference.frame["target"][ref_ok].tolist())
+    except ValueError as exc:
+        notes.append(f"no label-free estimate: {exc}")
+        return {}
+    positive = _positive_label(reference)
+    calibrated = calibrator.transform(probs[ok])
+    predicted = probs[ok].argmax(axis=1)
+    adjusted = e.adjust_priors == "always" or (e.adjust_priors == "auto" and prior_shift)
+    priors = None
+    if adjusted:
+        reference_priors = calibrator.transform(ref_probs[ref_ok]).mean(axis=0)
+        calibrated, priors = adjust_to_priors(calibrated, reference_priors)
+
+    def run(rows: np.ndarray) -> Any:
+        return estimate(calibrated[rows], predicted[rows], classes, positive, interval=e.interval, draws=e.draws, seed=e.seed)
+
+    est = run(np.ones(len(calibrated), dtype=bool))
+    out = est.to_dict()
+    out.update({"calibration": e.calibration, "interval": e.interval, "positive_label": positive, "priors_adjusted": adjusted})
+    if priors is not None:
+        out["estimated_priors"] = {c: float(v) for c, v in zip(classes, priors)}
+    out["reference"] = quality_metrics(reference.frame, classes, positive)["metrics"]
+    thresholds, source = e.minimums(), "estimate.*_min (monitor settings)"
+    if not thresholds:
+        gate = reference.meta.get("gate_thresholds") or {}
+        thresholds = {m: float(v) for m, v in gate.items() if m in ESTIMATED_METRICS and v is not None}
+        source = f"the gate of run {reference.meta.get('run_id')} (evaluation.thresholds)"
+    out["thresholds"], out["threshold_source"] = thresholds, source if thresholds else None
+    if not thresholds:
+        notes.append(
+            "the reference records no gate thresholds (it was not built from a pipeline run): the label-free estimate "
+            "raises no alert; set estimate.accuracy_min / f1_min / ... to hold it to a bound"
+        )
+    share = int(100 * e.interval)
+    for name, minimum in thresholds.items():
+        v = est.metrics[name]
+        if not math.isnan(v.value) and v.value < minimum:
+            alerts.append(
+                Alert(
+                    "quality",
+                    f"estimated_{name}",
+                    f"estimated {name} {v.value:.3f} ({share}% interval {v.low:.3f}-{v.high:.3f}; no labels, CBPE) is "
+                    f"below {minimum:.3f}, the threshold of {source}",
+                    v.value,
+                    minimum,
+                )
+            )
+    # against the truth where labels were fed back: the estimate on exactly those rows
+    targets = current["target"].to_numpy()[ok]
+    labelled = np.array([t is not None and not (isinstance(t, float) and math.isnan(t)) for t in targets])
+    if labelled.any():
+        check = run(labelled)
+        rows = current[ok][labelled]
+        truth = quality_metrics(rows, classes, positive)["metrics"]
+        out["versus_labels"] = {
+            "rows": int(labelled.sum()),
+            "estimated": {m: check.metrics[m].value for m in ESTIMATED_METRICS},
+            "true": {m: truth[m] for m in ESTIMATED_METRICS},
+            "error": {m: check.metrics[m].value - truth[m] for m in ESTIMATED_METRICS},
+        }
+    return out
 
 
 # -- the run --------------------------------------------------------------------------------------
@@ -249,6 +426,7 @@ def run_monitor(
             "drifted_count": sum(v.drifted for v in drift_result.columns.values()),
             "drifted_share": drift_result.drifted_share,
             "dataset_drift": drift_result.dataset_drift,
+            "drift_share_limit": settings.drift.drift_share,
             "rows_reference": drift_result.rows_reference,
             "rows_current": drift_result.rows_current,
             "window_duplicate_share": 1.0 - current["text"].nunique() / len(current),
@@ -281,11 +459,12 @@ def run_monitor(
                     "drift",
                     "text",
                     f"text drift: a domain classifier tells window from reference texts with ROC AUC "
-                    f"{text.score:.3f} (threshold {text.threshold:.2f})",
+                    f"{text.score:.3f} (threshold {text.threshold:.2f}; 0.5 means indistinguishable)",
                     text.score,
                     text.threshold,
                 )
             )
+        drift_info["signals"] = _drift_signals(drift_result, reference.frame, current, settings, alerts)
 
     # quality
     quality_info: dict[str, Any] = {"labelled": 0}
@@ -341,6 +520,12 @@ def run_monitor(
             quality_snapshot = quality_report(reference.frame, known, reference.classes)
 
     lap("quality")
+    estimate_info: dict[str, Any] = {}
+    if settings.estimate.enabled:
+        progress("label-free performance estimate (CBPE)")
+        prior_shift = bool(((drift_info.get("signals") or {}).get("prediction") or {}).get("fired"))
+        estimate_info = _estimate(current, reference, settings, prior_shift, notes, alerts)
+    lap("estimate")
     kinds = {a.kind for a in alerts}
     exit_code = (
         MonitorExit.DRIFT
@@ -370,6 +555,7 @@ def run_monitor(
         alerts=alerts,
         drift=drift_info,
         quality=quality_info,
+        estimate=estimate_info,
         service=service,
         window=window_info,
         feedback=dataclasses.asdict(fb_stats) if settings.feedback is not None else {},

@@ -42,6 +42,38 @@ def _summary_html(result: Any) -> str:
     parts.append("<h2>Window</h2>" + table(["", "value"], rows))
     if v.notes:
         parts.append("<h3>Notes</h3><ul>" + "".join(f"<li>{esc(n)}</li>" for n in v.notes) + "</ul>")
+    if d["drift"].get("signals"):
+        parts.append("<h2>Signals that alert on their own</h2>")
+        sig_rows = []
+        for name, sig in d["drift"]["signals"].items():
+            if sig["fired"]:
+                flag = '<span class="tx-bad">ALERT</span>'
+            elif not sig["enabled"]:
+                flag = '<span class="tx-muted">off</span>'
+            else:
+                flag = '<span class="tx-good">ok</span>'
+            sig_rows.append(
+                (esc(name), esc(sig["method"]), fmt(sig["score"]), fmt(sig["threshold"]), fmt(sig.get("noise")), fmt(sig["limit"]), flag, esc(sig["meaning"]))
+            )
+        dataset = d["drift"]
+        fired = dataset["dataset_drift"]
+        sig_rows.append(
+            (
+                "dataset (share of columns)", "share", fmt(dataset["drifted_share"], 2), fmt(dataset["drift_share_limit"], 2), "-", "-",
+                '<span class="tx-bad">ALERT</span>' if fired else '<span class="tx-good">ok</span>',
+                esc(f"{dataset['drifted_count']}/{len(dataset['columns'])} columns drifted"),
+            )
+        )
+        parts.append(table(["signal", "method", "score", "threshold", "noise level", "limit", "result", "what it means"], sig_rows, raw=True))
+        parts.append(
+            '<p class="tx-muted">Each signal fires a drift alert alone when its score passes its limit: the threshold, '
+            "or, for prediction and confidence, the level that reference samples of the window's size reach "
+            "against the rest of the reference from sampling alone, when that is higher. Prediction and "
+            "confidence count every request; the per-column table below compares distinct texts.</p>"
+        )
+    e = d.get("estimate") or {}
+    if e.get("metrics"):
+        parts.append(_estimate_html(e))
     if d["drift"]:
         dr = d["drift"]
         parts.append("<h2>Drift</h2>")
@@ -105,6 +137,44 @@ def _summary_html(result: Any) -> str:
             parts.append("<ul>" + "".join(f"<li>{esc(x)}</li>" for x in fb["examples"]) + "</ul>")
     parts.append("<h2>Evidently dashboards</h2>")
     return '<div class="tx-page">' + "".join(parts) + "</div>"
+
+
+def _estimate_html(e: dict[str, Any]) -> str:
+    share = int(round(100 * e["interval"]))
+    parts = [
+        "<h2>Performance estimated without labels (CBPE)</h2>",
+        f"<p>On {e['rows']} predictions: the model's probabilities calibrated on the reference ({esc(e['calibration'])} "
+        f"calibration, scikit-learn), then the expected confusion matrix of the window. Intervals: {share}% "
+        "(labels drawn from the calibrated probabilities).</p>",
+    ]
+    thresholds = e.get("thresholds") or {}
+    check = e.get("versus_labels") or {}
+    headers = ["metric", "estimate", "low", "high", "reference (measured)", "threshold"]
+    if check:
+        headers += [f"true on {check['rows']} labelled", "estimate on them", "error"]
+    rows = []
+    for m, iv in e["metrics"].items():
+        below = m in thresholds and iv["value"] is not None and iv["value"] < thresholds[m]
+        value = f'<span class="tx-bad">{fmt(iv["value"])}</span>' if below else fmt(iv["value"])
+        row = [esc(m), value, fmt(iv["low"]), fmt(iv["high"]), fmt(e["reference"].get(m)), fmt(thresholds.get(m))]
+        if check:
+            row += [fmt(check["true"][m]), fmt(check["estimated"][m]), fmt(check["error"][m])]
+        rows.append(row)
+    parts.append(table(headers, rows, raw=True))
+    if e.get("threshold_source"):
+        parts.append(f'<p class="tx-muted">Thresholds: {esc(e["threshold_source"])}.</p>')
+    def span(iv: dict[str, Any]) -> str:
+        return "-" if iv["low"] is None else f"{fmt(iv['low'], 3)}-{fmt(iv['high'], 3)}"
+
+    per_class_rows = []
+    for c, r in e["per_class"].items():
+        p, rec = r["precision"], r["recall"]
+        per_class_rows.append((c, p["value"], span(p), rec["value"], span(rec), e["expected_share"].get(c)))
+    parts.append(
+        "<h3>Per class (estimated)</h3>"
+        + table(["class", "precision", "interval", "recall", "interval", "expected share of true labels"], per_class_rows)
+    )
+    return "".join(parts)
 
 
 def render_monitor_html(result: Any) -> str:

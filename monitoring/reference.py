@@ -228,11 +228,16 @@ def reference_from_run(run_dir: os.PathLike) -> Reference:
         raise MonitorError(f"run {run_dir} trained no model; nothing to monitor against", MonitorExit.USAGE)
     texts, labels = art.eval_examples()
     ref = build_reference(texts, labels, art.serving_model, source=f"run {run_dir} (eval split)")
+    evaluation = (art.summary.get("settings") or {}).get("evaluation") or {}
+    thresholds = {k: float(v) for k, v in (evaluation.get("thresholds") or {}).items() if v is not None}
     ref.meta.update(
         {
             "model_name": art.summary.get("model_name"),
             "model_version": (art.summary.get("pushed") or {}).get("version"),
             "run_id": art.summary.get("run_id"),
+            # the gate's lower bounds (evaluation.thresholds): what the label-free estimate is held to
+            "gate_thresholds": thresholds,
+            "positive_label": evaluation.get("positive_label"),
         }
     )
     return ref

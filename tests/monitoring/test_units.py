@@ -70,3 +70,35 @@ def test_roc_and_pr_match_scikit_learn():
     s = np.clip(rng.normal(0.5 + 0.2 * y, 0.2), 0, 1).round(2)  # ties included
     assert _roc(s, y)[2] == pytest.approx(roc_auc_score(y, s), abs=1e-9)
     assert _pr(s, y)[2] == pytest.approx(average_precision_score(y, s), abs=1e-9)
+
+
+def test_true_class_slices_show_recall_and_confusions_not_macro_precision():
+    """A slice of one true class: its recall and what it is mistaken for; not the slice's macro
+    precision (0.25 here, which reads like a failure of a class recalled at 0.9)."""
+    from textops.monitoring.analysis_report import _slices_html, confusion_rows
+
+    slices = {
+        "overall": {"overall": {"candidate": {"example_count": 40.0, "accuracy": 0.85, "precision": 0.86}}},
+        "label": {
+            "sports": {
+                "candidate": {"example_count": 20.0, "accuracy": 0.9, "precision": 0.25, "per_class/recall/sports": 0.9},
+                "baseline": {"accuracy": 0.8, "precision": 0.25, "per_class/recall/sports": 0.8},
+            },
+            "world": {"candidate": {"example_count": 20.0, "accuracy": 0.8, "precision": 0.33, "per_class/recall/world": 0.8}},
+        },
+    }
+    classes = ["sports", "world", "business"]
+    labels = ["sports"] * 20 + ["world"] * 20
+    predicted = [0] * 18 + [1, 2] + [1] * 16 + [0] * 3 + [2]
+    probs = np.eye(3)[predicted]
+    confusions = {"candidate": confusion_rows(labels, probs, classes)}
+    assert confusions["candidate"]["world"] == {"world": 16, "sports": 3, "business": 1}
+    html = _slices_html(slices, "label", confusions)
+    by_label = html.split("By label")[1]
+    assert "recall (baseline)" in by_label and "mistaken for (candidate)" in by_label
+    assert "precision</th>" not in by_label.split("</table>")[0]  # no macro precision column for class slices
+    assert "0.2500" not in by_label
+    assert "sports 15.0% (3), business 5.0% (1)" in by_label  # world's confusions, share of the slice
+    assert "<td>0.9000</td>" in by_label and "<td>0.8000</td>" in by_label
+    # without a scored eval split the recall still shows, and the page says why confusions are missing
+    assert "could not be scored" in _slices_html(slices, "label", {})
