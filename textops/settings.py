@@ -45,6 +45,9 @@ class DataSettings(_Section):
     # a hash of their content, so the split is stable across runs and machines.
     train_buckets: int = Field(9, ge=1)
     eval_buckets: int = Field(1, ge=1)
+    # More distinct training labels than this is refused before the run starts (a text or id
+    # column named as the label would otherwise fail in the Trainer, minutes later).
+    max_classes: int = Field(1000, ge=2, description="most distinct labels a run accepts")
     spans: SpanSettings = Field(default_factory=SpanSettings)
 
     @model_validator(mode="after")
