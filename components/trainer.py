@@ -49,7 +49,7 @@ class TrainerConfig:
     batch_size: int = 32
     shuffle_buffer: int = 100_000
     seed: int = 42
-    strategy: str = "mirrored"
+    strategy: str = "auto"
     mixed_precision: str = "auto"  # auto | on | off
     lr_decay: bool = True
     checkpoint_dir: Optional[str] = None  # stable across restarts; default: <model_run>/backup

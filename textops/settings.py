@@ -120,7 +120,8 @@ class TrainingSettings(_Section):
     # Unset: the model's default, 0.01 for bow (sparse lazy Adam), 0.001 for transformer (AdamW).
     learning_rate: Optional[float] = Field(None, gt=0.0)
     lr_decay: bool = Field(True, description="linear decay of the learning rate to 0 (as fastText)")
-    strategy: Literal["auto", "one_device", "mirrored", "multi_worker"] = "mirrored"
+    # auto: mirrored with 2+ GPUs, else one_device (mirroring over one CPU device costs ~4x here).
+    strategy: Literal["auto", "one_device", "mirrored", "multi_worker"] = "auto"
     # float16 compute with float32 variables; "auto" switches it on when a GPU is present.
     mixed_precision: Literal["auto", "on", "off"] = "auto"
     # Where training state is saved after each epoch so a killed job resumes (a path that
