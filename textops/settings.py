@@ -116,8 +116,10 @@ class ModelSettings(_Section):
 
 class TrainingSettings(_Section):
     epochs: int = Field(5, ge=1)
-    batch_size: int = Field(32, ge=1)
-    # Unset: the model's default, 0.01 for bow (sparse lazy Adam), 0.001 for transformer (AdamW).
+    # Unset: the model's default, 256 for bow, 32 for transformer.
+    batch_size: Optional[int] = Field(None, ge=1)
+    # Unset: the model's default at batch 32, 0.01 for bow (sparse lazy Adam), 0.001 for
+    # transformer (AdamW), times sqrt(batch_size / 32) (the square-root scaling rule).
     learning_rate: Optional[float] = Field(None, gt=0.0)
     lr_decay: bool = Field(True, description="linear decay of the learning rate to 0 (as fastText)")
     # auto: mirrored with 2+ GPUs, else one_device (mirroring over one CPU device costs ~4x here).
