@@ -86,9 +86,7 @@ def run_model(name: str, data: Path, pretrain_epochs: int, strategy_name: str, o
     config = TrainerConfig.from_settings(settings)
     texts, labels = read(data / "train.csv")
     test_texts, test_labels = read(data / "test.csv")
-    train_config = training.TrainConfig(
-        epochs=config.epochs, batch_size=config.batch_size, seed=config.seed, lr_decay=config.lr_decay
-    )
+    train_config = config.train_config(len(texts))
     timer = EpochTimer()
     started = time.perf_counter()
     if kind == "bow":
@@ -96,7 +94,7 @@ def run_model(name: str, data: Path, pretrain_epochs: int, strategy_name: str, o
             texts,
             labels,
             transform=TransformConfig.from_settings(settings),
-            learning_rate=config.effective_learning_rate,
+            learning_rate=config.learning_rate_for(len(texts)),
             embedding_dim=config.embedding_dim,
             train_config=train_config,
             strategy=make_strategy(strategy_name),
@@ -110,7 +108,7 @@ def run_model(name: str, data: Path, pretrain_epochs: int, strategy_name: str, o
             word_vocab_size=config.word_vocab_size,
             char_vocab_size=config.char_vocab_size,
             pooling=config.pooling,
-            learning_rate=config.effective_learning_rate,
+            learning_rate=config.learning_rate_for(len(texts)),
             pretrain=config.pretrain_config(),
             train_config=train_config,
             strategy=make_strategy(strategy_name),
@@ -128,7 +126,7 @@ def run_model(name: str, data: Path, pretrain_epochs: int, strategy_name: str, o
         # The last `epochs` entries are fine-tuning (pre-training epochs are not timed).
         result["train_ex_s"] = len(texts) / statistics.median(timer.seconds[1:])
     if name == "transformer":
-        result.update(throughput(model, texts, labels, config.batch_size))
+        result.update(throughput(model, texts, labels, train_config.batch_size))
     return result
 
 

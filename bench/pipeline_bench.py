@@ -84,7 +84,7 @@ def run_pipeline(data: Path, workdir: Path) -> dict:
 
 
 def run_bare(data: Path) -> dict:
-    from textops.components import bare, training
+    from textops.components import bare
     from textops.components.distribution import make_strategy
     from textops.components.preprocessing import TransformConfig
     from textops.components.trainer import TrainerConfig
@@ -93,19 +93,15 @@ def run_bare(data: Path) -> dict:
     settings = Settings()  # the pipeline's defaults: same model, same training settings
     texts, labels = read(data / "train.csv")
     test_texts, test_labels = read(data / "test.csv")
+    config = TrainerConfig.from_settings(settings)
     started = time.perf_counter()
     model = bare.train_bare(
         texts,
         labels,
         transform=TransformConfig.from_settings(settings),
-        learning_rate=TrainerConfig.from_settings(settings).effective_learning_rate,
+        learning_rate=config.learning_rate_for(len(texts)),
         embedding_dim=settings.model.embedding_dim,
-        train_config=training.TrainConfig(
-            epochs=settings.training.epochs,
-            batch_size=settings.training.batch_size,
-            seed=settings.training.seed,
-            lr_decay=settings.training.lr_decay,
-        ),
+        train_config=config.train_config(len(texts)),
         strategy=make_strategy(settings.training.strategy),
     )
     seconds = time.perf_counter() - started

@@ -103,9 +103,9 @@ def run_bow(data: Path) -> dict:
         texts,
         labels,
         transform=TransformConfig.from_settings(settings),
-        learning_rate=config.effective_learning_rate,
+        learning_rate=config.learning_rate_for(len(texts)),
         embedding_dim=config.embedding_dim,
-        train_config=config.train_config(),
+        train_config=config.train_config(len(texts)),
         strategy=make_strategy(config.strategy),
         callbacks=[timer],
     )
@@ -115,8 +115,8 @@ def run_bow(data: Path) -> dict:
     return {
         "train_rows": len(texts),
         "epochs": config.epochs,
-        "batch_size": config.effective_batch_size,
-        "learning_rate": config.effective_learning_rate,
+        "batch_size": config.batch_size_for(len(texts)),
+        "learning_rate": config.learning_rate_for(len(texts)),
         "seconds": timer.train_seconds,
         "with_vocabulary_s": total,
         "first_epoch_s": timer.epochs[0],

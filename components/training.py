@@ -35,6 +35,15 @@ class TrainConfig:
 REFERENCE_BATCH_SIZE = 32  # the batch size the models' default learning rates were tuned at
 
 
+MIN_STEPS_PER_EPOCH = 32  # an automatic batch size leaves at least this many steps per epoch
+
+
+def auto_batch_size(train_examples: int, largest: int) -> int:
+    """``largest``, or smaller for a small training split: at least ``MIN_STEPS_PER_EPOCH`` steps
+    per epoch (a 600-text split at 256 would train 3 steps an epoch), never below 32."""
+    return max(REFERENCE_BATCH_SIZE, min(largest, train_examples // MIN_STEPS_PER_EPOCH))
+
+
 def scaled_learning_rate(learning_rate_at_reference: float, batch_size: int) -> float:
     """The square-root scaling rule for Adam-type optimizers: a batch ``k`` times larger takes a
     learning rate ``sqrt(k)`` times larger (the gradient noise falls by ``sqrt(k)``; Malladi et
@@ -43,36 +52,53 @@ def scaled_learning_rate(learning_rate_at_reference: float, batch_size: int) -> 
     return learning_rate_at_reference * math.sqrt(batch_size / REFERENCE_BATCH_SIZE)
 
 
-def _materialize(dataset: tf.data.Dataset) -> tuple[Any, tf.Tensor]:
-    """Every (features, label) batch of ``dataset`` read once into memory: sparse features as
-    ragged tensors (values + row lengths), dense ones concatenated."""
-    parts: list[tuple[dict, tf.Tensor]] = []
-    for inputs, labels in dataset:
-        parts.append((inputs, labels))
-    if not parts:
-        raise ValueError("the training or evaluation data has no examples")
-    first_inputs = parts[0][0]
-    keys = sorted(first_inputs) if isinstance(first_inputs, Mapping) else None
+@dataclasses.dataclass(frozen=True)
+class InMemorySplit:
+    """A split's examples read and parsed once into whole-split tensors: sparse features as one
+    ragged tensor each (values + row lengths), dense ones concatenated; labels ``[n]``."""
 
-    def column(get):
-        values = [get(inputs) for inputs, _ in parts]
-        if isinstance(values[0], tf.SparseTensor):
-            return tf.concat([tf.RaggedTensor.from_sparse(v) for v in values], axis=0)
-        if isinstance(values[0], tf.RaggedTensor):
+    inputs: Any
+    labels: tf.Tensor
+
+    @property
+    def size(self) -> int:
+        return int(self.labels.shape[0])
+
+    @classmethod
+    def read(cls, dataset: tf.data.Dataset) -> "InMemorySplit":
+        """Every (features, label) batch of ``dataset``, once."""
+        parts = list(dataset)
+        if not parts:
+            raise ValueError("the training or evaluation data has no examples")
+        first = parts[0][0]
+
+        def column(get):
+            values = [get(inputs) for inputs, _ in parts]
+            if isinstance(values[0], tf.SparseTensor):
+                values = [tf.RaggedTensor.from_sparse(v) for v in values]
             return tf.concat(values, axis=0)
-        return tf.concat(values, axis=0)
 
-    inputs = {k: column(lambda x, k=k: x[k]) for k in keys} if keys is not None else column(lambda x: x)
-    return inputs, tf.concat([labels for _, labels in parts], axis=0)
+        if isinstance(first, Mapping):
+            inputs = {k: column(lambda x, k=k: x[k]) for k in sorted(first)}
+        else:
+            inputs = column(lambda x: x)
+        return cls(inputs, tf.concat([labels for _, labels in parts], axis=0))
 
+    def _gather(self, index: tf.Tensor):
+        def take(tensor):
+            rows = tf.gather(tensor, index)
+            return rows.to_sparse() if isinstance(rows, tf.RaggedTensor) else rows
 
-def _gather_batch(inputs: Any, labels: tf.Tensor, index: tf.Tensor):
-    def take(tensor):
-        rows = tf.gather(tensor, index)
-        return rows.to_sparse() if isinstance(rows, tf.RaggedTensor) else rows
+        inputs = {k: take(v) for k, v in self.inputs.items()} if isinstance(self.inputs, Mapping) else take(self.inputs)
+        return inputs, tf.gather(self.labels, index)
 
-    features_ = {k: take(v) for k, v in inputs.items()} if isinstance(inputs, Mapping) else take(inputs)
-    return features_, tf.gather(labels, index)
+    def batches(self, batch_size: int, *, shuffle: bool, shuffle_buffer: int = 100_000, seed: int = 42) -> tf.data.Dataset:
+        """(features, label) batches, reshuffled every epoch when ``shuffle``; known cardinality."""
+        indices = tf.data.Dataset.range(self.size)
+        if shuffle:
+            indices = indices.shuffle(min(self.size, shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
+        batches = indices.batch(batch_size).map(self._gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return batches.prefetch(tf.data.AUTOTUNE)
 
 
 def prepare_dataset(
@@ -89,15 +115,7 @@ def prepare_dataset(
     cardinality is known (steps per epoch without a counting pass). Memory: the split once, as
     the cache it replaces.
     """
-    inputs, labels = _materialize(dataset)
-    n = int(labels.shape[0])
-    indices = tf.data.Dataset.range(n)
-    if shuffle:
-        indices = indices.shuffle(min(n, shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
-    batches = indices.batch(batch_size).map(
-        lambda index: _gather_batch(inputs, labels, index), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-    )
-    return batches.prefetch(tf.data.AUTOTUNE)
+    return InMemorySplit.read(dataset).batches(batch_size, shuffle=shuffle, shuffle_buffer=shuffle_buffer, seed=seed)
 
 
 ModelConfig = Union[model_lib.BowConfig, transformer_lib.ClassifierConfig]

@@ -138,7 +138,7 @@ class TrialTuner(base_tuner.BaseTuner):
                 data.model_config(config),
                 train_ds,
                 eval_ds,
-                config.train_config(),
+                data.train_config(config),
                 strategy=distribution.make_strategy("auto"),
                 verbose=2,
                 pretrain=config.pretrain_config(),
