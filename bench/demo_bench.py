@@ -37,6 +37,7 @@ def run_demo(python: str, workdir: Path, tag: str) -> dict:
     proc = subprocess.run(
         [python, "-m", "textops.cli", "demo", "--output", str(out)],
         capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=900,
+        cwd=workdir,  # not this checkout: `python -m` would import its textops/ for the baseline too
     )
     wall = time.perf_counter() - started
     summary_path = out / "run_summary.json"

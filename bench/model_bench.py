@@ -35,7 +35,7 @@ from pathlib import Path
 import textops  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline_bench import DATASETS, read, run_fasttext  # noqa: E402
+from pipeline_bench import DATASETS, read, run_fasttext, train_default_bow  # noqa: E402
 
 MODELS = ("bow", "transformer", "transformer+mlm", "fasttext")
 
@@ -76,9 +76,8 @@ def settings_for(kind: str, pretrain_epochs: int, overrides: list[str]):
 
 
 def run_model(name: str, data: Path, pretrain_epochs: int, strategy_name: str, overrides: list[str]) -> dict:
-    from textops.components import bare, training
+    from textops.components import bare
     from textops.components.distribution import make_strategy
-    from textops.components.preprocessing import TransformConfig
     from textops.components.trainer import TrainerConfig
 
     kind = "bow" if name == "bow" else "transformer"
@@ -90,15 +89,7 @@ def run_model(name: str, data: Path, pretrain_epochs: int, strategy_name: str, o
     timer = EpochTimer()
     started = time.perf_counter()
     if kind == "bow":
-        model = bare.train_bare(
-            texts,
-            labels,
-            transform=TransformConfig.from_settings(settings),
-            learning_rate=config.learning_rate_for(len(texts)),
-            embedding_dim=config.embedding_dim,
-            train_config=train_config,
-            strategy=make_strategy(strategy_name),
-        )
+        model, _ = train_default_bow(texts, labels, settings, strategy_name)
     else:
         model_config = config.model_config(2, 10)
         model = bare.train_bare_transformer(

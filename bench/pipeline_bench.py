@@ -83,27 +83,35 @@ def run_pipeline(data: Path, workdir: Path) -> dict:
     }
 
 
-def run_bare(data: Path) -> dict:
+def train_default_bow(texts, labels, settings=None, strategy=None, callbacks=()):
+    """The bow model with the pipeline's defaults (or ``settings``) through ``components/bare.py``:
+    the Trainer's batch size and learning rate for this many rows. Returns (model, TrainerConfig)."""
     from textops.components import bare
     from textops.components.distribution import make_strategy
     from textops.components.preprocessing import TransformConfig
     from textops.components.trainer import TrainerConfig
     from textops.settings import Settings
 
-    settings = Settings()  # the pipeline's defaults: same model, same training settings
-    texts, labels = read(data / "train.csv")
-    test_texts, test_labels = read(data / "test.csv")
+    settings = settings or Settings()
     config = TrainerConfig.from_settings(settings)
-    started = time.perf_counter()
     model = bare.train_bare(
         texts,
         labels,
         transform=TransformConfig.from_settings(settings),
         learning_rate=config.learning_rate_for(len(texts)),
-        embedding_dim=settings.model.embedding_dim,
+        embedding_dim=config.embedding_dim,
         train_config=config.train_config(len(texts)),
-        strategy=make_strategy(settings.training.strategy),
+        strategy=make_strategy(strategy or config.strategy),
+        callbacks=callbacks,
     )
+    return model, config
+
+
+def run_bare(data: Path) -> dict:
+    texts, labels = read(data / "train.csv")
+    test_texts, test_labels = read(data / "test.csv")
+    started = time.perf_counter()
+    model, _ = train_default_bow(texts, labels)  # the pipeline's defaults: same model, same training settings
     seconds = time.perf_counter() - started
     predicted = model.predict(test_texts).argmax(1)
     accuracy = sum(model.classes[p] == y for p, y in zip(predicted, test_labels)) / len(test_labels)

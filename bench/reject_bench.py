@@ -49,6 +49,7 @@ def run_case(python: str, name: str, content, workdir: Path) -> dict:
     proc = subprocess.run(
         [python, "-m", "textops.cli", "run", "--data", str(data), "--output", str(out)],
         capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=600,
+        cwd=workdir,  # not this checkout: `python -m` would import its textops/ for the baseline too
     )
     seconds = time.perf_counter() - started
     left = out.exists() and any(out.iterdir()) if out.is_dir() else out.exists()

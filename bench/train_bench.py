@@ -35,7 +35,7 @@ from pathlib import Path
 import textops  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline_bench import DATASETS, read, run_fasttext  # noqa: E402
+from pipeline_bench import DATASETS, read, run_fasttext, train_default_bow  # noqa: E402
 
 SHARED = ("ag_news", "sms_spam", "trec", "banking77", "twenty_newsgroups", "wisesight_sentiment")
 TARGET_RATIO = 3.0  # training time <= 3 x fastText's (issue #12)
@@ -87,28 +87,11 @@ class EpochTimer:
 
 
 def run_bow(data: Path) -> dict:
-    from textops.components import bare, training
-    from textops.components.distribution import make_strategy
-    from textops.components.preprocessing import TransformConfig
-    from textops.components.trainer import TrainerConfig
-    from textops.settings import Settings
-
-    settings = Settings()  # the pipeline's defaults
-    config = TrainerConfig.from_settings(settings)
     texts, labels = read(data / "train.csv")
     test_texts, test_labels = read(data / "test.csv")
     timer = EpochTimer()
     started = time.perf_counter()
-    model = bare.train_bare(
-        texts,
-        labels,
-        transform=TransformConfig.from_settings(settings),
-        learning_rate=config.learning_rate_for(len(texts)),
-        embedding_dim=config.embedding_dim,
-        train_config=config.train_config(len(texts)),
-        strategy=make_strategy(config.strategy),
-        callbacks=[timer],
-    )
+    model, config = train_default_bow(texts, labels, callbacks=[timer])
     total = time.perf_counter() - started
     predicted = model.predict(test_texts).argmax(1)
     accuracy = sum(model.classes[p] == y for p, y in zip(predicted, test_labels)) / len(test_labels)
