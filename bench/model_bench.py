@@ -35,7 +35,7 @@ from pathlib import Path
 import textops  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline_bench import DATASETS, read, run_fasttext  # noqa: E402
+from pipeline_bench import DATASETS, read, run_fasttext, train_default_bow  # noqa: E402
 
 MODELS = ("bow", "transformer", "transformer+mlm", "fasttext")
 
@@ -76,9 +76,8 @@ def settings_for(kind: str, pretrain_epochs: int, overrides: list[str]):
 
 
 def run_model(name: str, data: Path, pretrain_epochs: int, strategy_name: str, overrides: list[str]) -> dict:
-    from textops.components import bare, training
+    from textops.components import bare
     from textops.components.distribution import make_strategy
-    from textops.components.preprocessing import TransformConfig
     from textops.components.trainer import TrainerConfig
 
     kind = "bow" if name == "bow" else "transformer"
@@ -86,21 +85,11 @@ def run_model(name: str, data: Path, pretrain_epochs: int, strategy_name: str, o
     config = TrainerConfig.from_settings(settings)
     texts, labels = read(data / "train.csv")
     test_texts, test_labels = read(data / "test.csv")
-    train_config = training.TrainConfig(
-        epochs=config.epochs, batch_size=config.batch_size, seed=config.seed, lr_decay=config.lr_decay
-    )
+    train_config = config.train_config(len(texts))
     timer = EpochTimer()
     started = time.perf_counter()
     if kind == "bow":
-        model = bare.train_bare(
-            texts,
-            labels,
-            transform=TransformConfig.from_settings(settings),
-            learning_rate=config.effective_learning_rate,
-            embedding_dim=config.embedding_dim,
-            train_config=train_config,
-            strategy=make_strategy(strategy_name),
-        )
+        model, _ = train_default_bow(texts, labels, settings, strategy_name)
     else:
         model_config = config.model_config(2, 10)
         model = bare.train_bare_transformer(
@@ -110,7 +99,7 @@ def run_model(name: str, data: Path, pretrain_epochs: int, strategy_name: str, o
             word_vocab_size=config.word_vocab_size,
             char_vocab_size=config.char_vocab_size,
             pooling=config.pooling,
-            learning_rate=config.effective_learning_rate,
+            learning_rate=config.learning_rate_for(len(texts)),
             pretrain=config.pretrain_config(),
             train_config=train_config,
             strategy=make_strategy(strategy_name),
@@ -128,7 +117,7 @@ def run_model(name: str, data: Path, pretrain_epochs: int, strategy_name: str, o
         # The last `epochs` entries are fine-tuning (pre-training epochs are not timed).
         result["train_ex_s"] = len(texts) / statistics.median(timer.seconds[1:])
     if name == "transformer":
-        result.update(throughput(model, texts, labels, config.batch_size))
+        result.update(throughput(model, texts, labels, train_config.batch_size))
     return result
 
 

@@ -83,31 +83,35 @@ def run_pipeline(data: Path, workdir: Path) -> dict:
     }
 
 
-def run_bare(data: Path) -> dict:
-    from textops.components import bare, training
+def train_default_bow(texts, labels, settings=None, strategy=None, callbacks=()):
+    """The bow model with the pipeline's defaults (or ``settings``) through ``components/bare.py``:
+    the Trainer's batch size and learning rate for this many rows. Returns (model, TrainerConfig)."""
+    from textops.components import bare
     from textops.components.distribution import make_strategy
     from textops.components.preprocessing import TransformConfig
     from textops.components.trainer import TrainerConfig
     from textops.settings import Settings
 
-    settings = Settings()  # the pipeline's defaults: same model, same training settings
-    texts, labels = read(data / "train.csv")
-    test_texts, test_labels = read(data / "test.csv")
-    started = time.perf_counter()
+    settings = settings or Settings()
+    config = TrainerConfig.from_settings(settings)
     model = bare.train_bare(
         texts,
         labels,
         transform=TransformConfig.from_settings(settings),
-        learning_rate=TrainerConfig.from_settings(settings).effective_learning_rate,
-        embedding_dim=settings.model.embedding_dim,
-        train_config=training.TrainConfig(
-            epochs=settings.training.epochs,
-            batch_size=settings.training.batch_size,
-            seed=settings.training.seed,
-            lr_decay=settings.training.lr_decay,
-        ),
-        strategy=make_strategy(settings.training.strategy),
+        learning_rate=config.learning_rate_for(len(texts)),
+        embedding_dim=config.embedding_dim,
+        train_config=config.train_config(len(texts)),
+        strategy=make_strategy(strategy or config.strategy),
+        callbacks=callbacks,
     )
+    return model, config
+
+
+def run_bare(data: Path) -> dict:
+    texts, labels = read(data / "train.csv")
+    test_texts, test_labels = read(data / "test.csv")
+    started = time.perf_counter()
+    model, _ = train_default_bow(texts, labels)  # the pipeline's defaults: same model, same training settings
     seconds = time.perf_counter() - started
     predicted = model.predict(test_texts).argmax(1)
     accuracy = sum(model.classes[p] == y for p, y in zip(predicted, test_labels)) / len(test_labels)

@@ -116,13 +116,14 @@ def train_bare(
     transform: TransformConfig = TransformConfig(),
     embedding_dim: int = 64,
     dropout: float = 0.0,
-    learning_rate: float = 0.01,
+    learning_rate: Optional[float] = None,
     train_config: training.TrainConfig = training.TrainConfig(),
     eval_texts: Optional[Sequence[str]] = None,
     eval_labels: Optional[Sequence[str]] = None,
     strategy: Optional[tf.distribute.Strategy] = None,
     workdir: Optional[str] = None,
     verbose: int = 0,
+    callbacks: Sequence = (),
 ) -> BareModel:
     if len(texts) != len(labels):
         raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
@@ -141,13 +142,15 @@ def train_bare(
             num_classes=len(classes),
             embedding_dim=embedding_dim,
             dropout=dropout,
-            learning_rate=learning_rate,
+            # unset: the bow default (0.01 at batch 32) scaled to the batch size, as the Trainer
+            learning_rate=learning_rate or training.scaled_learning_rate(0.01, train_config.batch_size),
         ),
         train_ds,
         eval_ds,
         train_config,
         strategy=strategy,
         verbose=verbose,
+        callbacks=callbacks,
     )
     return BareModel(model, tokenizer, classes, history, workdir)
 

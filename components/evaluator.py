@@ -74,6 +74,9 @@ def build_eval_config(
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(
+                # The SavedModel's signatures, as serving calls them. Unset, TFMA first tries a
+                # Keras-level reload of the model (tf.keras.models.load_model) to guess the type.
+                model_type=tfma.TF_GENERIC,
                 signature_name=features.EXAMPLE_SIGNATURE,
                 label_key=label_column,
                 preprocessing_function_names=[features.TRANSFORMED_FEATURES_SIGNATURE],

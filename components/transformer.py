@@ -228,7 +228,7 @@ def build_classifier(config: ClassifierConfig, encoder: Optional[Encoder] = None
     model.compile(
         optimizer=_optimizer(config.learning_rate, config.warmup_steps, config.decay_steps, config.weight_decay),
         loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=model_lib.classification_metrics(config.num_classes),
+        metrics=model_lib.training_metrics(),
     )
     return model
 

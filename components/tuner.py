@@ -138,7 +138,7 @@ class TrialTuner(base_tuner.BaseTuner):
                 data.model_config(config),
                 train_ds,
                 eval_ds,
-                config.train_config(),
+                config.train_config(),  # epochs, seed, decay: the batch size is the datasets'
                 strategy=distribution.make_strategy("auto"),
                 verbose=2,
                 pretrain=config.pretrain_config(),

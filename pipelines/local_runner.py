@@ -132,18 +132,25 @@ def run_local(
     data_path: str,
     output: str | os.PathLike,
     progress: ProgressFn = print,
+    checked: bool = False,
 ) -> dict[str, Any]:
-    """Runs the whole pipeline; returns the summary (also written to run_summary.json)."""
+    """Runs the whole pipeline; returns the summary (also written to run_summary.json).
+
+    ``checked``: the caller already ran ``data.check_input`` on ``data_path`` (the CLI does,
+    before importing TensorFlow), so the files are not read a second time. A run whose data is
+    rejected creates nothing under ``output``.
+    """
+    started = time.monotonic()
+    started_wall_ms = int(time.time() * 1000)
+    paths = RunPaths.for_output(output, settings)
+    if not checked:
+        data_lib.check_input(data_path, settings.data)
+    source = data_lib.discover(data_path, settings.data, staging_dir=str(paths.staged_input))
+    paths.output.mkdir(parents=True, exist_ok=True)
+
     from tfx import v1 as tfx
 
     from textops.pipelines.pipeline import Locations, create_pipeline
-
-    paths = RunPaths.for_output(output, settings)
-    paths.output.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    started_wall_ms = int(time.time() * 1000)
-    source = data_lib.discover(data_path, settings.data, staging_dir=str(paths.staged_input))
-    data_lib.preflight(source, settings.data)
 
     in_service = model_repository.latest_version(paths.model_repository, settings.push.model_name)
     locations = Locations(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -87,7 +88,52 @@ def main() -> None:
     """TextOps: train, gate, push, serve and monitor a text classifier with TFX."""
 
 
+def check_output_directory(output: Path) -> None:
+    """``output`` is a directory this process can write in, or can be created as one.
+
+    Tried by creating (and removing) a temporary file in it or in its nearest existing parent,
+    since permission bits alone do not tell (root, read-only mounts, ACLs). Creates nothing.
+    """
+    from textops.errors import OutputDirectoryError
+
+    out = Path(output).absolute()
+    if out.exists() and not out.is_dir():
+        raise OutputDirectoryError(f"--output {output} is a file, not a directory; give a directory for the run")
+    probe = out
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OutputDirectoryError(f"--output {output}: {probe} is a file, so the run directory cannot be created there")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        what = "the run directory" if probe == out else f"{out.relative_to(probe)} inside it"
+        raise OutputDirectoryError(
+            f"--output {output}: cannot write in {probe} ({exc.strerror or exc}), so {what} cannot hold the run; "
+            "choose a writable directory or fix its permissions (nothing was started)"
+        ) from None
+
+
+def preflight_run(settings: Settings, data: str, output: Path) -> Optional[int]:
+    """The checks a run makes before TensorFlow is imported or anything is written: the data
+    (``textops.data.check_input``) and --output. Prints the error and returns the exit code, or
+    None when the run can start."""
+    from textops import data as data_lib
+
+    try:
+        data_lib.check_input(data, settings.data)
+        check_output_directory(output)
+    except TextOpsError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return int(exc.exit_code)
+    return None
+
+
 def _run_pipeline(settings: Settings, data: str, output: Path, verbose: bool) -> int:
+    failed = preflight_run(settings, data, output)
+    if failed is not None:
+        return failed
     log_file = Path(output).absolute() / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
     quiet_third_party(log_file, verbose)  # before TensorFlow is imported: it configures its logger then
     from textops.pipelines.local_runner import RunPaths, run_local
@@ -96,7 +142,7 @@ def _run_pipeline(settings: Settings, data: str, output: Path, verbose: bool) ->
     paths = RunPaths.for_output(output, settings)
     _echo(f"output: {paths.output}  (full log: {log_file})")
     try:
-        summary = run_local(settings, data, output, progress=_echo)
+        summary = run_local(settings, data, output, progress=_echo, checked=True)
     except TextOpsError as exc:
         click.echo(f"error: {exc}", err=True)
         return int(exc.exit_code)
@@ -145,6 +191,11 @@ def demo(output: Path, config: Optional[Path], overrides: tuple[str, ...], rows:
     from textops.demo import generate
 
     settings = _load(config, overrides)
+    try:
+        check_output_directory(output)
+    except TextOpsError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(int(exc.exit_code))
     data_dir = generate(output / "demo_data", train_rows=rows, test_rows=max(rows // 4, 50))
     _echo(f"demo data: {data_dir} (train.csv, test.csv)")
     sys.exit(_run_pipeline(settings, str(data_dir), output, verbose))

@@ -13,9 +13,11 @@
   modification times so the pipeline cache still hits) into one span directory under the run's
   output, because one ExampleGen split pattern selects exactly one span.
 
-The preflight reads local files once (non-empty, UTF-8, a header with the configured columns,
-at least one row) so obvious mistakes fail in a second with the file and line, instead of minutes
-into a pipeline. The ExampleValidator gate checks the same contract inside the pipeline, where
+The preflight reads local files once, without TensorFlow (non-empty, UTF-8, a header with the
+configured columns, every record parsed as CsvExampleGen will: quotes balanced, no stray carriage
+returns, as many fields as the header; at least one row; between 2 and ``data.max_classes``
+training labels) so mistakes fail in a second with the file and line, instead of minutes into a
+pipeline. The ExampleValidator gate checks the same contract inside the pipeline, where
 data may be remote (gs://, s3://) and no preflight ran.
 """
 
@@ -119,7 +121,9 @@ def _span_files(span_dir: str, need_eval: bool) -> tuple[str, Optional[str], str
     return train[0], (evals[0] if evals else None), fmt  # type: ignore[return-value]
 
 
-def _discover_spans(path: str, spans: dict[int, str], settings: DataSettings, staging_dir: Optional[str]) -> DataSource:
+def _discover_spans(
+    path: str, spans: dict[int, str], settings: DataSettings, staging_dir: Optional[str], check_only: bool = False
+) -> DataSource:
     window = list(spans)[-settings.spans.window :]
     newest = window[-1]
     prefix = settings.spans.prefix
@@ -144,6 +148,11 @@ def _discover_spans(path: str, spans: dict[int, str], settings: DataSettings, st
             files=(*train_files, eval_file),
             spans=tuple(window),
             span=newest,
+        )
+    if check_only:  # the files where they lie, for preflight; nothing is staged
+        return DataSource(
+            input_base=path, format=fmt, train_pattern="", eval_pattern="", files=(*train_files, eval_file),
+            spans=tuple(window), span=newest,
         )
     if staging_dir is None:
         raise DataValidationError(
@@ -202,10 +211,14 @@ def stage_window(
     return target
 
 
-def discover(path: str, settings: DataSettings, staging_dir: Optional[str] = None) -> DataSource:
+def discover(
+    path: str, settings: DataSettings, staging_dir: Optional[str] = None, check_only: bool = False
+) -> DataSource:
     """Resolves ``--data`` into a DataSource, or raises DataValidationError saying why not.
 
-    ``staging_dir`` (inside the run's output) is where a window of several spans is staged.
+    ``staging_dir`` (inside the run's output) is where a window of several spans is staged;
+    ``check_only`` lists a window's files where they lie instead (for ``preflight``; the
+    source's patterns are then not for ExampleGen).
     """
     if _is_remote(path):
         import tensorflow as tf  # only for remote listings
@@ -242,7 +255,7 @@ def discover(path: str, settings: DataSettings, staging_dir: Optional[str] = Non
                 ],
                 where="reading --data",
             )
-        return _discover_spans(path, spans, settings, staging_dir)
+        return _discover_spans(path, spans, settings, staging_dir, check_only)
     if settings.format != "auto":
         files = [e for e in files if _format_of(e) == settings.format]
     formats = {_format_of(e) for e in files}
@@ -278,11 +291,54 @@ def discover(path: str, settings: DataSettings, staging_dir: Optional[str] = Non
     return DataSource(input_base=path, format=fmt, single_pattern=pattern, files=tuple(join(path, f) for f in files))
 
 
-def _check_csv(path: str, settings: DataSettings) -> list[str]:
+MAX_PROBLEMS_PER_FILE = 5  # a broken file reports its first few bad records, then a count
+
+
+def _csv_records(text: str):
+    """``(first line number, record)`` as CsvExampleGen splits a CSV file after its header.
+
+    The same rule as TFX 1.16's ``_ReadCsvRecordsFromTextFile``: lines end at ``\n`` only and a
+    record continues over the next lines while its count of ``"`` is odd (a quoted field with a
+    newline). A record still open at the end of the file is returned with ``None`` as its text.
+    """
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    lines = [line + "\n" for line in lines]
+    start, buffer, quotes = 0, [], 0
+    for number, line in enumerate(lines[1:], start=2):
+        if not buffer:
+            start = number
+        buffer.append(line)
+        quotes += line.count('"')
+        if quotes % 2 == 0:
+            yield start, "".join(buffer)
+            buffer, quotes = [], 0
+    if buffer:
+        yield start, None
+
+
+def _record_problem(path: str, line: int, record: str, exc: csv.Error) -> str:
+    stripped = record[:-2] if record.endswith("\r\n") else record.rstrip("\n")
+    if "\r" in stripped:
+        return (
+            f"{path}: line {line}: a carriage return (\\r) that does not end the line ({exc}); the file mixes line "
+            "endings (e.g. old Mac \\r endings inside \\n ones). Convert it to \\n or \\r\\n line endings "
+            "(e.g. `dos2unix`), or quote the field that holds the \\r"
+        )
+    return f"{path}: line {line}: malformed CSV record: {exc}"
+
+
+def _check_csv(path: str, settings: DataSettings) -> tuple[list[str], Optional[list[str]]]:
+    """Problems of one local CSV file, and its label column's values (None when unreadable).
+
+    Reads the file the way CsvExampleGen will (``_csv_records``), so what passes here also
+    parses in the pipeline, and a record it would choke on is named by file and line.
+    """
     with open(path, "rb") as f:
         raw = f.read()
     if not raw.strip():
-        return [f"{path} is empty; it needs a header ({settings.text_column},{settings.label_column}) and rows"]
+        return [f"{path} is empty; it needs a header ({settings.text_column},{settings.label_column}) and rows"], None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -290,29 +346,79 @@ def _check_csv(path: str, settings: DataSettings) -> list[str]:
         return [
             f"{path} is not UTF-8: byte 0x{raw[exc.start]:02x} at line {line} (offset {exc.start}); "
             "re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
-        ]
+        ], None
     if text.startswith("\ufeff"):
-        return [f"{path} starts with a UTF-8 byte-order mark, which breaks the header; save it without BOM"]
-    reader = csv.reader(io.StringIO(text))
-    try:
-        header = next(reader)
-    except (StopIteration, csv.Error) as exc:
-        return [f"{path}: cannot read a CSV header: {exc}"]
-    problems = []
+        return [f"{path} starts with a UTF-8 byte-order mark, which breaks the header; save it without BOM"], None
+    first_line = text.split("\n", 1)[0]
+    if "\r" in first_line.rstrip("\r"):
+        return [
+            f"{path}: line 1: the header holds a carriage return (\\r) that does not end the line: the file uses "
+            "old Mac (\\r) or mixed line endings. Convert it to \\n or \\r\\n line endings (e.g. `dos2unix`)"
+        ], None
+    header = first_line.strip().split(",")  # as CsvExampleGen reads it (tfx.utils.io_utils)
     missing = [c for c in (settings.text_column, settings.label_column) if c not in header]
     if missing:
-        problems.append(
-            f"{path}: column(s) {', '.join(repr(m) for m in missing)} not in the header {header}; "
+        quoted = " (CsvExampleGen reads the header unquoted: write the column names without quotes)" if '"' in first_line else ""
+        return [
+            f"{path}: column(s) {', '.join(repr(m) for m in missing)} not in the header {header}{quoted}; "
             "set data.text_column / data.label_column to the right names"
-        )
-    try:
-        first = next(reader, None)
-    except csv.Error as exc:
-        problems.append(f"{path}: malformed CSV after the header: {exc}")
-        return problems
-    if first is None:
+        ], None
+    label_index = header.index(settings.label_column)
+    problems: list[str] = []
+    bad = 0
+    labels: list[str] = []
+    rows = 0
+    for line, record in _csv_records(text):
+        if record is None:
+            bad += 1
+            problems.append(
+                f"{path}: line {line}: a quote (\") opened in this record never closes (unbalanced quotes: the rest "
+                "of the file would be read as one field); close the quote, or double the quotes inside a quoted "
+                'field ("")'
+            )
+            break
+        try:
+            fields = next(csv.reader([record]), [])
+        except csv.Error as exc:
+            bad += 1
+            if bad <= MAX_PROBLEMS_PER_FILE:
+                problems.append(_record_problem(path, line, record, exc))
+            continue
+        if not fields:  # a blank line: CsvExampleGen skips it too
+            continue
+        if len(fields) != len(header):
+            bad += 1
+            if bad <= MAX_PROBLEMS_PER_FILE:
+                problems.append(
+                    f"{path}: line {line}: {len(fields)} field(s) but the header has {len(header)} ({header}); "
+                    'quote fields that contain commas, e.g. "a, b",label'
+                )
+            continue
+        rows += 1
+        labels.append(fields[label_index])
+    if bad > MAX_PROBLEMS_PER_FILE:
+        problems.append(f"{path}: {bad - MAX_PROBLEMS_PER_FILE} more malformed record(s) not listed")
+    if not problems and rows == 0:
         problems.append(f"{path} has a header but no rows")
-    return problems
+    return problems, (None if problems else labels)
+
+
+def _check_labels(labels: list[str], files: list[str], settings: DataSettings) -> list[str]:
+    """The training labels: at least two classes, at most ``data.max_classes``."""
+    classes = set(labels)
+    where = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    if len(classes) > settings.max_classes:
+        return [
+            f"the label column '{settings.label_column}' of {where} has {len(classes):,} distinct classes, more than "
+            f"data.max_classes ({settings.max_classes:,}); check that data.label_column names the label and not a "
+            "text or id column, or raise data.max_classes"
+        ]
+    if len(classes) < 2:
+        return [
+            f"the label column '{settings.label_column}' of {where} has {len(classes)} distinct value(s) "
+            f"({', '.join(repr(c) for c in sorted(classes)[:1])}); a classifier needs at least 2"
+        ]
+    return []
 
 
 def _check_tfrecord(path: str) -> list[str]:
@@ -328,14 +434,36 @@ def _check_tfrecord(path: str) -> list[str]:
 
 
 def preflight(source: DataSource, settings: DataSettings) -> None:
-    """Checks local files; remote data is left to the in-pipeline gate."""
+    """Checks local files (format, encoding, header, every record, the training labels' class
+    count) without TensorFlow; remote data is left to the in-pipeline gate."""
     problems: list[str] = []
+    # The files the model trains on: all of a hash-split input, all but the eval file otherwise.
+    training = set(source.files[:-1] if source.has_given_split else source.files)
+    labels: list[str] = []
+    label_files: list[str] = []
+    complete = True
     for path in source.files:
         if _is_remote(path):
+            complete = complete and path not in training
             continue
         if source.format == "csv":
-            problems.extend(_check_csv(path, settings))
+            file_problems, file_labels = _check_csv(path, settings)
+            problems.extend(file_problems)
+            if path in training and file_labels is not None:
+                labels.extend(file_labels)
+                label_files.append(path)
         else:
+            complete = False
             problems.extend(_check_tfrecord(path))
+    if not problems and complete and label_files:
+        problems.extend(_check_labels(labels, label_files, settings))
     if problems:
         raise DataValidationError(problems, where="input check")
+
+
+def check_input(path: str, settings: DataSettings) -> DataSource:
+    """``discover`` + ``preflight`` without writing anything (a window of several spans is
+    checked where it lies, not staged): what ``textops run`` does before importing TensorFlow."""
+    source = discover(path, settings, check_only=True)
+    preflight(source, settings)
+    return source

@@ -29,3 +29,9 @@ class DataValidationError(TextOpsError):
         self.where = where
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"{where} failed; nothing was trained or pushed:\n{lines}")
+
+
+class OutputDirectoryError(TextOpsError):
+    """``--output`` cannot be used (not a directory, not writable); nothing was started."""
+
+    exit_code = ExitCode.USAGE

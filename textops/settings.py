@@ -45,6 +45,9 @@ class DataSettings(_Section):
     # a hash of their content, so the split is stable across runs and machines.
     train_buckets: int = Field(9, ge=1)
     eval_buckets: int = Field(1, ge=1)
+    # More distinct training labels than this is refused before the run starts (a text or id
+    # column named as the label would otherwise fail in the Trainer, minutes later).
+    max_classes: int = Field(1000, ge=2, description="most distinct labels a run accepts")
     spans: SpanSettings = Field(default_factory=SpanSettings)
 
     @model_validator(mode="after")
@@ -113,11 +116,14 @@ class ModelSettings(_Section):
 
 class TrainingSettings(_Section):
     epochs: int = Field(5, ge=1)
-    batch_size: int = Field(32, ge=1)
-    # Unset: the model's default, 0.01 for bow (sparse lazy Adam), 0.001 for transformer (AdamW).
+    # Unset: the model's default, 256 for bow, 32 for transformer.
+    batch_size: Optional[int] = Field(None, ge=1)
+    # Unset: the model's default at batch 32, 0.01 for bow (sparse lazy Adam), 0.001 for
+    # transformer (AdamW), times sqrt(batch_size / 32) (the square-root scaling rule).
     learning_rate: Optional[float] = Field(None, gt=0.0)
     lr_decay: bool = Field(True, description="linear decay of the learning rate to 0 (as fastText)")
-    strategy: Literal["auto", "one_device", "mirrored", "multi_worker"] = "mirrored"
+    # auto: mirrored with 2+ GPUs, else one_device (mirroring over one CPU device costs ~4x here).
+    strategy: Literal["auto", "one_device", "mirrored", "multi_worker"] = "auto"
     # float16 compute with float32 variables; "auto" switches it on when a GPU is present.
     mixed_precision: Literal["auto", "on", "off"] = "auto"
     # Where training state is saved after each epoch so a killed job resumes (a path that

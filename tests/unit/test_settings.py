@@ -7,7 +7,7 @@ from textops.settings import Settings, SettingsError, dump_yaml, load_settings, 
 
 def test_defaults_are_valid_and_gate_every_headline_metric():
     s = load_settings()
-    assert s.training.strategy == "mirrored"
+    assert s.training.strategy == "auto"
     assert set(s.evaluation.thresholds.gated()) == {"accuracy", "precision", "recall", "f1", "auc"}
     assert s.beam.pipeline_args()[:2] == ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 

@@ -1,0 +1,106 @@
+"""`textops demo` wall time and seconds per component, before and after, in one run.
+
+Runs `textops demo` (generated 2,400/600-text data, fresh output directory: no cache) with this
+checkout's Python and, as the baseline, with another checkout's (``--before-python``, default
+``/work/main/.venv/bin/python``: main's code), alternating ``--repeat`` times so both see the
+same machine load. Per run: wall time of the whole command, the pipeline components' seconds
+(run_summary.json), and the rest ("start + end": process start and imports, demo data, input
+check, the model-analysis page).
+
+    .venv/bin/python bench/demo_bench.py
+    .venv/bin/python bench/demo_bench.py --repeat 3 --before-python /path/to/other/.venv/bin/python
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+COMPONENTS = (
+    "CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer", "Evaluator",
+    "InfraValidator", "Pusher",
+)
+TARGET_WALL_S = 45.0
+
+
+def run_demo(python: str, workdir: Path, tag: str) -> dict:
+    out = workdir / f"demo_{tag}"
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [python, "-m", "textops.cli", "demo", "--output", str(out)],
+        capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=900,
+        cwd=workdir,  # not this checkout: `python -m` would import its textops/ for the baseline too
+    )
+    wall = time.perf_counter() - started
+    summary_path = out / "run_summary.json"
+    if proc.returncode != 0 or not summary_path.exists():
+        raise RuntimeError(f"demo with {python} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    s = json.loads(summary_path.read_text())
+    components = {c["name"]: c["seconds"] for c in s["components"]}
+    return {
+        "wall_s": wall,
+        "components": components,
+        "start_end_s": wall - sum(components.values()),
+        "accuracy": s["metrics"].get("accuracy", {}).get("value"),
+        "status": s["status"],
+    }
+
+
+def median_of(runs: list[dict], key: str, component: bool = False):
+    values = [r["components"].get(key) if component else r.get(key) for r in runs]
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def print_table(results: dict) -> None:
+    before, after = results["before"], results["after"]
+    print("\n`textops demo` (2,400 train / 600 test texts, no cache), seconds, medians over "
+          f"{len(after)} run(s) each, alternating\n")
+    print("| part | before | after | after ÷ before |")
+    print("|---|---:|---:|---:|")
+    rows = [(c, True) for c in COMPONENTS] + [("start + end", False), ("wall", False)]
+    for name, component in rows:
+        key = {"start + end": "start_end_s", "wall": "wall_s"}.get(name, name)
+        b, a = median_of(before, key, component), median_of(after, key, component)
+        ratio = f"{a / b:.2f}" if a is not None and b else "-"
+        label = f"**{name}**" if name == "wall" else name
+        print(f"| {label} | {b if b is None else f'{b:.1f}'} | {a if a is None else f'{a:.1f}'} | {ratio} |")
+    acc_b, acc_a = median_of(before, "accuracy"), median_of(after, "accuracy")
+    print(f"| accuracy (Evaluator) | {acc_b:.4f} | {acc_a:.4f} | |")
+    wall = median_of(after, "wall_s")
+    print(f"\ntarget: wall ≤ {TARGET_WALL_S:.0f} s on 2 cores: {'met' if wall <= TARGET_WALL_S else 'not met'} ({wall:.1f} s)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--before-python", default="/work/main/.venv/bin/python")
+    parser.add_argument("--after-python", default=sys.executable)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "demo_bench.json")
+    parser.add_argument("--tables-only", action="store_true")
+    args = parser.parse_args()
+    if args.tables_only:
+        print_table(json.loads(args.json.read_text()))
+        return
+    results: dict = {"before": [], "after": [], "before_python": args.before_python, "after_python": args.after_python}
+    with tempfile.TemporaryDirectory(prefix="textops-demo-bench-") as tmp:
+        for i in range(args.repeat):
+            for tag, python in (("before", args.before_python), ("after", args.after_python)):
+                print(f"== {tag} {i + 1}/{args.repeat} ({python})", file=sys.stderr, flush=True)
+                results[tag].append(run_demo(python, Path(tmp), f"{tag}{i}"))
+                print(json.dumps(results[tag][-1]), file=sys.stderr, flush=True)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2))
+    print_table(results)
+
+
+if __name__ == "__main__":
+    main()
