@@ -125,6 +125,13 @@ class TextOpsEvaluatorSpec(standard_component_specs.EvaluatorSpec):
     }
 
 
+def forget_unrecorded_baseline_id(blessing: types.Artifact) -> None:
+    """Drops ``baseline_model_id`` when it names no MLMD artifact (0: the staged baseline)."""
+    key = evaluator_constants.ARTIFACT_PROPERTY_BASELINE_MODEL_ID_KEY
+    if blessing.has_custom_property(key) and not blessing.get_int_custom_property(key):
+        del blessing.mlmd_artifact.custom_properties[key]
+
+
 class Executor(tfx_evaluator_executor.Executor):
     """TFX's Evaluator executor, given the newest pushed version as ``baseline_model``."""
 
@@ -176,6 +183,11 @@ class Executor(tfx_evaluator_executor.Executor):
                 evaluator_constants.ARTIFACT_PROPERTY_BASELINE_MODEL_URI_KEY, baseline.path
             )
             blessing.set_string_custom_property("baseline_version", str(baseline.version))
+            # TFX records the baseline's MLMD id; this baseline is a staged copy with no MLMD
+            # record (id 0), and TFX's Kubeflow v2 entrypoint maps every recorded id back to an
+            # artifact name (refactor_model_blessing: KeyError 0). The URI and version above
+            # identify the baseline instead.
+            forget_unrecorded_baseline_id(blessing)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 

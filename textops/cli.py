@@ -267,7 +267,9 @@ def submit(host, package, experiment, run_name, schedule, params, namespace, con
 
     name = run_name or f"{settings.pipeline.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
-        result = kfp_submit(package, host, experiment, name, values, schedule, namespace)
+        result = kfp_submit(
+            package, host, experiment, name, values, schedule, namespace, pipeline_root=settings.kubeflow.pipeline_root
+        )
     except TextOpsError as exc:
         raise click.ClickException(str(exc)) from None
     for key, value in result.items():

@@ -400,11 +400,21 @@ class KubeflowBeamSettings(_Section):
         return self
 
 
+class VolumeMount(_Section):
+    """A PersistentVolumeClaim mounted into every task of the Kubeflow job."""
+
+    pvc: str = Field(..., pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", description="the claim's name")
+    mount_path: str = Field(..., pattern=r"^/.*", description="absolute path in the pods")
+
+
 class KubeflowSettings(_Section):
     image: str = "textops-pipeline:latest"  # built from deploy/kubeflow/Dockerfile; push it to your registry
-    pipeline_root: Optional[str] = None  # gs://, s3:// or minio:// (MinIO in a KFP install)
+    # Component artifacts: gs://, s3:// or minio:// (the launcher copies them in and out of each pod).
+    pipeline_root: Optional[str] = None
+    # Read by TensorFlow inside the pods: gs://, or a path under one of `volumes`' mount paths.
     data_root: Optional[str] = None  # default of the data_root pipeline parameter
     model_repository: Optional[str] = None  # where the Pusher publishes and serving reads
+    volumes: list[VolumeMount] = Field(default_factory=list)
     # Split patterns relative to data_root (remote data is not listed at compile time). Unset:
     # train.csv + test.csv when train_pattern/eval_pattern are both unset and the data is local
     # and discoverable; otherwise every *.csv under data_root, split by hash buckets.

@@ -78,3 +78,29 @@ def test_tfma_evaluation_of_a_binary_model_matches_scikit_learn(tmp_path):
     assert overall["per_class/support/spam"]["doubleValue"] == y.sum()
     # Class and length slices are reported but not gated: a good model validates.
     assert tfma.load_validation_result(str(tmp_path / "eval")).validation_ok
+
+
+def test_the_blessing_names_no_baseline_id_that_mlmd_does_not_have():
+    """TFX's Kubeflow v2 entrypoint (Vertex and open-source KFP alike) maps the blessing's model
+    ids back to artifact names; the staged baseline has none (id 0): KeyError 0 on the second push."""
+    from tfx.components.evaluator import constants
+    from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils as tfx_utils
+    from tfx.types import standard_artifacts
+
+    from textops.components.evaluator import forget_unrecorded_baseline_id
+
+    name_from_id = {42: "projects/p/locations/l/metadataStores/default/artifacts/42"}
+    blessing = standard_artifacts.ModelBlessing()
+    blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY, 42)
+    blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_BASELINE_MODEL_ID_KEY, 0)
+    with pytest.raises(KeyError, match="0"):
+        tfx_utils.refactor_model_blessing(blessing, name_from_id)
+    forget_unrecorded_baseline_id(blessing)
+    tfx_utils.refactor_model_blessing(blessing, name_from_id)
+    assert blessing.get_string_custom_property(constants.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY) == name_from_id[42]
+    assert not blessing.has_custom_property(constants.ARTIFACT_PROPERTY_BASELINE_MODEL_ID_KEY)
+    # A baseline that MLMD does know (a Resolver's, elsewhere) keeps its id.
+    recorded = standard_artifacts.ModelBlessing()
+    recorded.set_int_custom_property(constants.ARTIFACT_PROPERTY_BASELINE_MODEL_ID_KEY, 42)
+    forget_unrecorded_baseline_id(recorded)
+    assert recorded.get_int_custom_property(constants.ARTIFACT_PROPERTY_BASELINE_MODEL_ID_KEY) == 42

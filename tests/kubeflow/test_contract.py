@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+from pathlib import Path
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -14,6 +15,7 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+from tests.conftest import write_csv
 from textops.errors import TextOpsError
 from textops.pipelines import kubeflow_runner
 from textops.settings import SettingsError, load_settings
@@ -30,9 +32,9 @@ BASE = [
 ]
 
 
-def _compile(tmp_path, overrides, name="pipeline.yaml"):
+def _compile(tmp_path, overrides, name="pipeline.yaml", data_root=None):
     settings = load_settings(None, BASE + overrides)
-    job = kubeflow_runner.compile_pipeline(settings, str(tmp_path / name))
+    job = kubeflow_runner.compile_pipeline(settings, str(tmp_path / name), data_root=data_root)
     docs = list(yaml.safe_load_all(open(tmp_path / name)))
     spec = json_format.ParseDict(docs[0], pipeline_spec_pb2.PipelineSpec())
     platform = json_format.ParseDict(docs[1], pipeline_spec_pb2.PlatformSpec()) if len(docs) > 1 else None
@@ -58,8 +60,14 @@ def test_every_component_has_an_image_and_a_command(direct):
     for label, executor in executors(spec).items():
         container = executor["container"]
         assert container["image"] == "registry.invalid/textops-pipeline:test", label
-        assert list(container["command"]) == ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
+        # The project's entrypoint over TFX's (pipelines/kfp_entrypoint.py), reading artifacts
+        # through the open-source launcher's local paths; no lifecycle hook (the backend runs none).
+        assert list(container["command"]) == ["python", "-m", "textops.pipelines.kfp_entrypoint", "--launcher_local_paths"]
+        assert "lifecycle" not in container
+        args = container["args"]
+        assert "--json_serialized_inputs_spec_args" in args, label  # schema 2.1: the declared input types
     assert spec.default_pipeline_root == "gs://bucket/root"
+    assert spec.schema_version == "2.1.0"
 
 
 def test_trainer_requests_gpus_cpu_memory_with_node_selector_and_tolerations(direct):
@@ -93,12 +101,19 @@ def test_pipeline_parameters_exist_and_flow_into_the_components(direct):
     def source(task, name):
         return tasks[task].inputs.parameters[name].component_input_parameter
 
+    # Every root parameter has its type and a default (the settings' values): a run needs no value.
+    defaults = {n: json_format.MessageToDict(p)["defaultValue"] for n, p in params.items()}
+    assert defaults["data_root"] == "gs://bucket/data" and defaults["epochs"] == 5
+    assert defaults["min_auc"] == 0.7 and defaults["min_f1"] == 0.5
+    assert params["epochs"].parameter_type == pipeline_spec_pb2.ParameterType.NUMBER_INTEGER
     assert source("CsvExampleGen", "input_base") == "data_root"
     assert source("Trainer", "epochs") == "epochs"
     for m in ("accuracy", "precision", "recall", "f1", "auc"):
         assert source("Evaluator", f"min_{m}") == f"min_{m}"
     # The gate reads the model in service at run time: no cached Evaluator/Pusher decisions.
     assert not tasks["Evaluator"].caching_options.enable_cache and not tasks["Pusher"].caching_options.enable_cache
+    # Open-source KFP never runs ExampleGen's driver, so its cache key cannot see new files.
+    assert not tasks["CsvExampleGen"].caching_options.enable_cache
     assert tasks["Trainer"].caching_options.enable_cache
 
 
@@ -138,10 +153,8 @@ def test_every_executor_class_and_module_path_resolves_here(direct):
         module, _, cls = path.rpartition(".")
         assert hasattr(importlib.import_module(module), cls), path
         assert importlib.util.find_spec(container["command"][2]) is not None
-        for hook in container.get("lifecycle", {}).values():
-            assert importlib.util.find_spec(hook["command"][2]) is not None
     for task, param in (("Trainer", "run_fn"), ("Transform", "preprocessing_fn")):
-        value = spec.root.dag.tasks[task].inputs.parameters[param].runtime_value.constant_value.string_value
+        value = spec.root.dag.tasks[task].inputs.parameters[param].runtime_value.constant.string_value
         module, _, fn = value.rpartition(".")
         assert callable(getattr(importlib.import_module(module), fn))
 
@@ -157,9 +170,9 @@ def test_tuning_adds_a_tuner_on_the_training_resources_feeding_the_trainer(tmp_p
     best = tasks["Trainer"].inputs.artifacts["hyperparameters"].task_output_artifact
     assert (best.producer_task, best.output_artifact_key) == ("Tuner", "best_hyperparameters")
     params = tasks["Tuner"].inputs.parameters
-    module, _, fn = params["tuner_fn"].runtime_value.constant_value.string_value.rpartition(".")
+    module, _, fn = params["tuner_fn"].runtime_value.constant.string_value.rpartition(".")
     assert callable(getattr(importlib.import_module(module), fn))
-    custom = json.loads(params["custom_config"].runtime_value.constant_value.string_value)
+    custom = json.loads(params["custom_config"].runtime_value.constant.string_value)
     assert custom["space"] == {"learning_rate": {"choices": [0.01, 0.1]}} and custom["max_trials"] == 3
     executor = executors(spec)["Tuner_executor"]["container"]
     path = executor["args"][executor["args"].index("--executor_class_path") + 1]
@@ -172,8 +185,82 @@ def test_tuning_adds_a_tuner_on_the_training_resources_feeding_the_trainer(tmp_p
 def test_vertex_pipeline_job_json(tmp_path):
     kubeflow_runner.compile_pipeline(load_settings(None, BASE), str(tmp_path / "job.json"))
     data = json.loads((tmp_path / "job.json").read_text())
-    assert data["pipelineSpec"]["root"]["dag"]["tasks"]["Trainer"]
+    spec = json_format.ParseDict(data["pipelineSpec"], pipeline_spec_pb2.PipelineSpec())
+    assert spec.schema_version == "2.1.0" and "Trainer" in spec.root.dag.tasks
     assert data["displayName"] == "textops"
+    assert data["runtimeConfig"]["gcsOutputDirectory"] == "gs://bucket/root"
+    assert data["runtimeConfig"]["parameterValues"]["epochs"] == 5 and data["runtimeConfig"]["parameterValues"]["min_auc"] == 0.7
+    assert "constantValue" not in json.dumps(data)
+    for label, executor in executors(spec).items():
+        container = executor["container"]
+        # Vertex reads gs:// itself: the same entrypoint, without the launcher's local paths.
+        assert list(container["command"]) == ["python", "-m", "textops.pipelines.kfp_entrypoint"], label
+    # Vertex runs ExampleGen's driver before its cache check, so ExampleGen keeps its hook and its cache.
+    example_gen = executors(spec)["CsvExampleGen_executor"]["container"]
+    assert example_gen["lifecycle"]["preCacheCheck"]["command"][2] == "tfx.orchestration.kubeflow.v2.file_based_example_gen.driver"
+    assert spec.root.dag.tasks["CsvExampleGen"].caching_options.enable_cache
+
+
+def test_vertex_refuses_volumes_and_non_gcs_roots(tmp_path):
+    settings = load_settings(None, BASE + ["kubeflow.pipeline_root=minio://mlpipeline/v2/artifacts"])
+    with pytest.raises(kubeflow_runner.CompileError, match="pipeline_root.*gs://.*Vertex"):
+        kubeflow_runner.compile_pipeline(settings, str(tmp_path / "job.json"))
+    settings = load_settings(
+        None, BASE + ["kubeflow.data_root=/mnt/t/data", "kubeflow.volumes=[{pvc: data, mount_path: /mnt/t}]"]
+    )
+    with pytest.raises(kubeflow_runner.CompileError, match="Vertex AI tasks mount no volumes"):
+        kubeflow_runner.compile_pipeline(settings, str(tmp_path / "job.json"))
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("kubeflow.data_root=minio://mlpipeline/data", r"data_root .*'minio://mlpipeline/data'.*no minio:// filesystem.*gs://.*kubeflow.volumes"),
+        ("kubeflow.model_repository=s3://models", r"kubeflow.model_repository 's3://models'.*tensorflow-io.*mount_path"),
+        ("kubeflow.model_repository=/srv/models", r"kubeflow.model_repository '/srv/models' is a local path but not under a mounted volume"),
+        ("kubeflow.pipeline_root=/srv/root", r"kubeflow.pipeline_root '/srv/root' must be on gs:// or s3:// or minio://"),
+        ("kubeflow.data_root=hdfs://nn/data", r"cannot open hdfs://"),
+    ],
+)
+def test_storage_the_pods_cannot_read_is_refused_with_what_to_use(tmp_path, override, message):
+    with pytest.raises(kubeflow_runner.CompileError, match=message):
+        kubeflow_runner.compile_pipeline(load_settings(None, BASE + [override]), str(tmp_path / "p.yaml"))
+
+
+def test_a_volume_is_mounted_into_every_task(tmp_path):
+    _, spec, platform = _compile(
+        tmp_path,
+        [
+            "kubeflow.pipeline_root=minio://mlpipeline/v2/artifacts",
+            "kubeflow.data_root=/mnt/textops/data",
+            "kubeflow.model_repository=/mnt/textops/models",
+            "kubeflow.volumes=[{pvc: textops-data, mount_path: /mnt/textops}]",
+        ],
+    )
+    k8s = k8s_executors(platform)
+    assert set(k8s) == set(executors(spec))
+    for label, config in k8s.items():
+        assert config["pvcMount"] == [{"constant": "textops-data", "mountPath": "/mnt/textops"}], label
+    assert k8s["Trainer_executor"]["nodeSelector"]["labels"] == {"pool": "gpu-l4"}
+    evaluator = spec.root.dag.tasks["Evaluator"].inputs.parameters["baseline_model_dir"]
+    assert evaluator.runtime_value.constant.string_value == "/mnt/textops/models/text_classifier"
+
+
+def test_spans_are_resolved_by_each_run_not_pinned_at_compile_time(tmp_path):
+    """A span layout compiles to {SPAN} patterns with no RangeConfig: each run's ExampleGen takes
+    the newest span it finds (the replay's ExampleGen test shows it resolving on the cluster)."""
+    data = tmp_path / "spans"
+    for span in (1, 2):
+        write_csv(data / f"span-{span}" / "train.csv", [("a parcel is late", "shipping"), ("refund me", "billing")])
+        write_csv(data / f"span-{span}" / "test.csv", [("where is my box", "shipping"), ("charged twice", "billing")])
+    volume = [f"kubeflow.volumes=[{{pvc: data, mount_path: '{tmp_path}'}}]"]
+    with pytest.raises(kubeflow_runner.CompileError, match="each run's ExampleGen reads one span.*data.spans.window=1"):
+        _compile(tmp_path, volume, data_root=str(data))
+    _, spec, _ = _compile(tmp_path, volume + ["data.spans.window=1"], data_root=str(data))
+    params = spec.root.dag.tasks["CsvExampleGen"].inputs.parameters
+    config = json.loads(params["input_config"].runtime_value.constant.string_value)
+    assert [s["pattern"] for s in config["splits"]] == ["span-{SPAN}/train.csv", "span-{SPAN}/test.csv"]
+    assert "range_config" not in params or not params["range_config"].runtime_value.constant.string_value
 
 
 def test_missing_locations_are_named(tmp_path):
@@ -230,6 +317,8 @@ def test_submit_creates_a_run_with_the_package_and_parameters(direct, kfp_api):
     (run,) = [body for method, path, body in requests if method == "POST" and path == "/apis/v2beta1/runs"]
     assert run["experiment_id"] == "exp-1" and run["display_name"] == "r1"
     assert run["runtime_config"]["parameters"] == {"epochs": 3, "min_f1": 0.8}
+    # The backend never reads the package's defaultPipelineRoot: the run carries it.
+    assert run["runtime_config"]["pipeline_root"] == "gs://bucket/root"
     sent = run["pipeline_spec"]
     assert sent["pipeline_spec"]["root"]["dag"]["tasks"]["Trainer"]
     assert sent["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["Trainer_executor"]["nodeSelector"]
@@ -244,6 +333,7 @@ def test_schedule_creates_a_recurring_run_without_catchup_one_at_a_time(direct, 
     assert rr["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * *"  # KFP's cron has a seconds field
     assert rr["no_catchup"] is True and int(rr["max_concurrency"]) == 1
     assert rr["experiment_id"] == "exp-1" and rr["mode"] == "ENABLE"
+    assert rr["runtime_config"]["pipeline_root"] == "gs://bucket/root"
 
 
 def test_submit_rejects_unknown_parameters_and_bad_cron(direct, kfp_api):
@@ -253,3 +343,44 @@ def test_submit_rejects_unknown_parameters_and_bad_cron(direct, kfp_api):
         kubeflow_runner.submit(job.path, host, "e", "r", {"epoch": 3})
     with pytest.raises(TextOpsError, match="not a cron expression"):
         kubeflow_runner.normalize_cron("every day")
+
+
+# -- the example cluster settings under deploy/kubeflow compile to packages the API server takes --
+
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "kubeflow"
+CLUSTER_CONFIGS = sorted(p for p in DEPLOY.glob("*.yaml") if "kubeflow" in (yaml.safe_load(p.read_text()) or {}))
+
+
+@pytest.mark.parametrize("config", CLUSTER_CONFIGS, ids=lambda p: p.name)
+def test_deploy_configs_compile_to_packages_the_api_server_accepts(tmp_path, config):
+    from tests.kubeflow import replay
+
+    assert len(CLUSTER_CONFIGS) >= 2
+    package = tmp_path / "pipeline.yaml"
+    kubeflow_runner.compile_pipeline(load_settings(config, []), str(package))
+    spec, platform = replay.load_package(package)  # v2_template.go NewV2SpecTemplate
+    values = replay.runtime_parameters(spec, {})  # validatePipelineJobInputs + argo.go defaults
+    assert set(values) == set(spec["root"]["inputDefinitions"]["parameters"])
+    replay.runtime_parameters(spec, {"epochs": 3})
+    with pytest.raises(replay.ReplayError, match="not required by pipeline: epoch"):
+        replay.runtime_parameters(spec, {"epoch": 3})
+    text = package.read_text()
+    assert "constantValue" not in text  # resolve.go: "ConstantValue not implemented"
+    for label, executor in spec["deploymentSpec"]["executors"].items():
+        args = executor["container"]["args"]
+        assert "--json_serialized_inputs_spec_args" in args, label
+        assert executor["container"]["command"][:3] == ["python", "-m", "textops.pipelines.kfp_entrypoint"]
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert k8s["Trainer_executor"]["tolerations"] and k8s["Trainer_executor"]["nodeSelector"]["labels"]
+    trainer = spec["deploymentSpec"]["executors"]["Trainer_executor"]["container"]["resources"]
+    assert trainer["accelerator"]["type"] == "nvidia.com/gpu"
+
+
+def test_the_image_runs_the_entrypoint_and_carries_the_beam_boot():
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert "apache/beam_python3.10_sdk:${BEAM_VERSION}" in dockerfile
+    assert "COPY --from=beam /opt/apache/beam /opt/apache/beam" in dockerfile
+    assert "textops.pipelines.kfp_entrypoint" in dockerfile and "TF_USE_LEGACY_KERAS=1" in dockerfile
+    beam = [l for l in (DEPLOY.parents[1] / "constraints.txt").read_text().splitlines() if l.startswith("apache-beam")]
+    assert beam and f"ARG BEAM_VERSION={beam[0].split('==')[1]}" in dockerfile
