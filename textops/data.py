@@ -36,7 +36,13 @@ from textops.errors import DataValidationError
 from textops.settings import DataSettings, SpanSettings
 
 TRAIN_NAMES = ("train",)
-EVAL_NAMES = ("test", "eval", "validation", "valid", "dev")
+# A directory with train + one of EVAL_NAMES: two splits (train, eval). With train + a file of
+# VALIDATION_NAMES + a file of TEST_NAMES: three splits; the Trainer and the Tuner evaluate on
+# ``validation``, the Evaluator (the gate) and the reports on ``eval`` (the test file).
+VALIDATION_NAMES = ("validation", "valid", "val", "dev")
+TEST_NAMES = ("test", "eval")
+EVAL_NAMES = TEST_NAMES + VALIDATION_NAMES
+TRAIN_SPLIT, VALIDATION_SPLIT, EVAL_SPLIT = "train", "validation", "eval"
 CSV_SUFFIXES = (".csv",)
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrecord.gz", ".tfrecords.gz", ".gz")
 
@@ -48,7 +54,8 @@ class DataSource:
     input_base: str
     format: str  # "csv" | "tfrecord"
     train_pattern: Optional[str] = None  # given split, relative to input_base
-    eval_pattern: Optional[str] = None
+    eval_pattern: Optional[str] = None  # the gate's split (the test file)
+    validation_pattern: Optional[str] = None  # three given splits: what the Trainer/Tuner evaluate on
     single_pattern: Optional[str] = None  # hash-split input, relative to input_base
     files: tuple[str, ...] = field(default_factory=tuple)
     # Span-numbered input: the spans the run uses (oldest first) and the one ExampleGen's
@@ -59,6 +66,19 @@ class DataSource:
     @property
     def has_given_split(self) -> bool:
         return self.train_pattern is not None
+
+
+def has_validation_split(source: DataSource, settings: DataSettings) -> bool:
+    """Three splits: a given validation file, or hash buckets for one (``data.validation_buckets``)."""
+    if source.has_given_split:
+        return source.validation_pattern is not None
+    return settings.validation_buckets > 0
+
+
+def training_eval_split(source: DataSource, settings: DataSettings) -> str:
+    """The split the Trainer and the Tuner evaluate on: ``validation`` when there is one, so the
+    gate's split (``eval``, the test file) never steers training; else ``eval`` (two splits)."""
+    return VALIDATION_SPLIT if has_validation_split(source, settings) else EVAL_SPLIT
 
 
 def _is_remote(path: str) -> bool:
@@ -105,20 +125,40 @@ def list_spans(path: str | os.PathLike, spans: SpanSettings) -> dict[int, str]:
     return dict(sorted(found.items()))
 
 
-def _span_files(span_dir: str, need_eval: bool) -> tuple[str, Optional[str], str]:
-    """(train file name, eval file name or None, format) of one span directory."""
+def split_roles(directory: str, evals: list[str]) -> tuple[Optional[str], Optional[str]]:
+    """(test file, validation file or None) among a directory's evaluation files, or an error
+    naming them: one file of either kind, or one validation file and one test file."""
+    if len(evals) <= 1:
+        return (evals[0] if evals else None), None
+    tests = [e for e in evals if _stem(e) in TEST_NAMES]
+    validations = [e for e in evals if _stem(e) in VALIDATION_NAMES]
+    if len(evals) == 2 and len(tests) == 1 and len(validations) == 1:
+        return tests[0], validations[0]
+    raise DataValidationError(
+        [
+            f"{directory} has evaluation files {', '.join(evals)}; keep one test file ({' or '.join(TEST_NAMES)}) and "
+            f"at most one validation file ({', '.join(VALIDATION_NAMES)}): the validation file steers training, "
+            "the test file is the one the gate scores"
+        ],
+        where="reading --data",
+    )
+
+
+def _span_files(span_dir: str, need_eval: bool) -> tuple[str, Optional[str], str, Optional[str]]:
+    """(train file name, eval file name or None, format, validation file name or None) of one span directory."""
     files = [e for e in sorted(os.listdir(span_dir)) if not e.startswith(".") and _format_of(e)]
     train = [e for e in files if _stem(e) in TRAIN_NAMES]
     evals = [e for e in files if _stem(e) in EVAL_NAMES]
     problems = []
     if len(train) != 1:
         problems.append(f"{span_dir} needs exactly one train file (train.csv or train.tfrecord[.gz]); found {train or 'none'}")
-    if need_eval and len(evals) != 1:
-        problems.append(f"{span_dir} is the newest span and needs exactly one test file (test.csv, eval.csv, ...); found {evals or 'none'}")
+    if need_eval and not evals:
+        problems.append(f"{span_dir} is the newest span and needs exactly one test file (test.csv, eval.csv, ...); found none")
     if problems:
         raise DataValidationError(problems, where="reading the data spans")
+    test, validation = split_roles(span_dir, evals) if need_eval else (None, None)
     fmt = _format_of(train[0])
-    return train[0], (evals[0] if evals else None), fmt  # type: ignore[return-value]
+    return train[0], test, fmt, validation  # type: ignore[return-value]
 
 
 def _discover_spans(
@@ -127,10 +167,10 @@ def _discover_spans(
     window = list(spans)[-settings.spans.window :]
     newest = window[-1]
     prefix = settings.spans.prefix
-    train_name, eval_name, fmt = _span_files(spans[newest], need_eval=True)
+    train_name, eval_name, fmt, validation_name = _span_files(spans[newest], need_eval=True)
     trains = {newest: train_name}
     for number in window[:-1]:
-        name, _, other_fmt = _span_files(spans[number], need_eval=False)
+        name, _, other_fmt, _ = _span_files(spans[number], need_eval=False)
         if other_fmt != fmt:
             raise DataValidationError(
                 [f"span {number} is {other_fmt} but span {newest} is {fmt}; keep one format across spans"],
@@ -139,19 +179,23 @@ def _discover_spans(
         trains[number] = name
     eval_file = os.path.join(spans[newest], eval_name)  # type: ignore[arg-type]
     train_files = tuple(os.path.join(spans[n], trains[n]) for n in window)
+    # The newest span's validation file, if it has one (the eval file stays last: preflight's rule).
+    validation_files = (os.path.join(spans[newest], validation_name),) if validation_name else ()
     if len(window) == 1:
         return DataSource(
             input_base=path,
             format=fmt,
             train_pattern=f"{prefix}{SPAN_TOKEN}/{train_name}",
             eval_pattern=f"{prefix}{SPAN_TOKEN}/{eval_name}",
-            files=(*train_files, eval_file),
+            validation_pattern=f"{prefix}{SPAN_TOKEN}/{validation_name}" if validation_name else None,
+            files=(*train_files, *validation_files, eval_file),
             spans=tuple(window),
             span=newest,
         )
     if check_only:  # the files where they lie, for preflight; nothing is staged
         return DataSource(
-            input_base=path, format=fmt, train_pattern="", eval_pattern="", files=(*train_files, eval_file),
+            input_base=path, format=fmt, train_pattern="", eval_pattern="",
+            validation_pattern="" if validation_name else None, files=(*train_files, *validation_files, eval_file),
             spans=tuple(window), span=newest,
         )
     if staging_dir is None:
@@ -162,14 +206,17 @@ def _discover_spans(
             ],
             where="reading the data spans",
         )
-    target = stage_window(train_files, eval_file, window, staging_dir, prefix)
+    target = stage_window(train_files, eval_file, window, staging_dir, prefix, validation_files[0] if validation_files else None)
     suffix = "*"
+    staged_validation = (os.path.join(target, "validation", validation_name),) if validation_name else ()
     return DataSource(
         input_base=os.path.abspath(staging_dir),
         format=fmt,
         train_pattern=f"{prefix}{SPAN_TOKEN}/train/{suffix}",
         eval_pattern=f"{prefix}{SPAN_TOKEN}/eval/{suffix}",
+        validation_pattern=f"{prefix}{SPAN_TOKEN}/validation/{suffix}" if validation_name else None,
         files=tuple(os.path.join(target, "train", f) for f in sorted(os.listdir(os.path.join(target, "train"))))
+        + staged_validation
         + (os.path.join(target, "eval", os.path.basename(eval_file)),),
         spans=tuple(window),
         span=newest,
@@ -181,7 +228,7 @@ def resolve_window(path: str | os.PathLike, settings: DataSettings) -> list[int]
     (the same checks the run makes); an empty list when ``path`` has no span directories."""
     spans = list_spans(path, settings.spans)
     window = list(spans)[-settings.spans.window :]
-    _, _, fmt = _span_files(spans[window[-1]], need_eval=True) if window else (None, None, None)
+    fmt = _span_files(spans[window[-1]], need_eval=True)[2] if window else None
     for number in window[:-1]:
         if _span_files(spans[number], need_eval=False)[2] != fmt:
             raise DataValidationError(
@@ -192,9 +239,10 @@ def resolve_window(path: str | os.PathLike, settings: DataSettings) -> list[int]
 
 
 def stage_window(
-    train_files: tuple[str, ...], eval_file: str, window: list[int], staging_dir: str, prefix: str
+    train_files: tuple[str, ...], eval_file: str, window: list[int], staging_dir: str, prefix: str,
+    validation_file: Optional[str] = None,
 ) -> str:
-    """Copies a window's files into ``<staging_dir>/<prefix><newest>/{train,eval}/``.
+    """Copies a window's files into ``<staging_dir>/<prefix><newest>/{train,eval[,validation]}/``.
 
     The staging directory is rebuilt each time (it belongs to the run's output, never to the
     user's data); ``copy2`` keeps modification times, so ExampleGen's fingerprint of an
@@ -208,6 +256,9 @@ def stage_window(
     for number, src in zip(window, train_files):
         shutil.copy2(src, os.path.join(target, "train", f"{prefix}{number}-{os.path.basename(src)}"))
     shutil.copy2(eval_file, os.path.join(target, "eval", os.path.basename(eval_file)))
+    if validation_file is not None:
+        os.makedirs(os.path.join(target, "validation"))
+        shutil.copy2(validation_file, os.path.join(target, "validation", os.path.basename(validation_file)))
     return target
 
 
@@ -274,17 +325,14 @@ def discover(
     train = [e for e in files if _stem(e) in TRAIN_NAMES]
     evals = [e for e in files if _stem(e) in EVAL_NAMES]
     if train and evals:
-        if len(evals) > 1:
-            raise DataValidationError(
-                [f"{path} has several evaluation files ({', '.join(evals)}); keep one of {', '.join(EVAL_NAMES)}"],
-                where="reading --data",
-            )
+        test, validation = split_roles(path, evals)
         return DataSource(
             input_base=path,
             format=fmt,
             train_pattern=train[0],
-            eval_pattern=evals[0],
-            files=(join(path, train[0]), join(path, evals[0])),
+            eval_pattern=test,
+            validation_pattern=validation,
+            files=(join(path, train[0]), *((join(path, validation),) if validation else ()), join(path, test)),
         )
     suffix = os.path.splitext(files[0])[1] if fmt == "csv" else None
     pattern = f"*{suffix}" if suffix else ("*.tfrecord*" if all("tfrecord" in f for f in files) else "*")

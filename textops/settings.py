@@ -45,6 +45,9 @@ class DataSettings(_Section):
     # a hash of their content, so the split is stable across runs and machines.
     train_buckets: int = Field(9, ge=1)
     eval_buckets: int = Field(1, ge=1)
+    # Hash split into three (train / validation / eval) when > 0: the Trainer and the Tuner
+    # evaluate on validation, the gate on eval. Given files: train + validation + test.
+    validation_buckets: int = Field(0, ge=0)
     # More distinct training labels than this is refused before the run starts (a text or id
     # column named as the label would otherwise fail in the Trainer, minutes later).
     max_classes: int = Field(1000, ge=2, description="most distinct labels a run accepts")

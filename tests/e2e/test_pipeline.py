@@ -221,3 +221,26 @@ def test_bad_settings_are_a_usage_error(tmp_path, demo_dir):
     proc = textops_cli("run", "--data", str(demo_dir), "--output", str(tmp_path), "--set", "training.epochz=2")
     assert proc.returncode == 2
     assert "training.epochz: unknown setting" in proc.stderr
+
+
+def test_three_files_train_on_validation_and_gate_on_test(tmp_path):
+    """train.csv + validation.csv + test.csv: the Trainer's history is on validation, the gate on
+    test, and nothing of the test split reaches training (vocabularies are built on train)."""
+    from textops.demo import generate
+
+    data = generate(tmp_path / "data", train_rows=600, test_rows=300, seed=4)
+    rows = read_csv(data / "test.csv")
+    marker = "zqxjtestonly"
+    write_csv(data / "validation.csv", [(r["text"], r["label"]) for r in rows[:100]])
+    write_csv(data / "test.csv", [(f"{r['text']} {marker}", r["label"]) for r in rows[100:]])
+    out = tmp_path / "run"
+    proc = textops_cli("run", "--data", str(data), "--output", str(out), *FAST)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = summary(out)
+    assert (result["data"]["train_examples"], result["data"]["validation_examples"], result["data"]["eval_examples"]) == (600, 100, 200)
+    assert "validation" in result["data"]["split"]
+    assert result["training"]["eval_splits"] == ["validation"] and result["training"]["last_epoch"]["accuracy"] > 0.5
+    assert sum(int(row["support"]) for row in result["per_class"].values()) == 200  # the gate scored test
+    assert "on the validation split" in proc.stdout and "training never saw" in proc.stdout
+    assets = [p for p in (out / "pipeline_root" / "Transform").rglob("*") if p.is_file() and "assets" in p.parts]
+    assert assets and not any(marker in p.read_text(errors="ignore") for p in assets)
