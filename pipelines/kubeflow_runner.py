@@ -133,10 +133,15 @@ def kubernetes_executor_config(resources: ResourceSettings, volumes: Sequence[Vo
 def _source(settings: Settings, data_root: str) -> data_lib.DataSource:
     kf = settings.kubeflow
     fmt = settings.data.format if settings.data.format != "auto" else "csv"
+    if kf.validation_pattern and not (kf.train_pattern and kf.eval_pattern):
+        raise CompileError("kubeflow.validation_pattern needs kubeflow.train_pattern and kubeflow.eval_pattern too")
     if kf.train_pattern or kf.eval_pattern:
         if not (kf.train_pattern and kf.eval_pattern):
             raise CompileError("set both kubeflow.train_pattern and kubeflow.eval_pattern, or neither")
-        return data_lib.DataSource(data_root, fmt, train_pattern=kf.train_pattern, eval_pattern=kf.eval_pattern)
+        return data_lib.DataSource(
+            data_root, fmt, train_pattern=kf.train_pattern, eval_pattern=kf.eval_pattern,
+            validation_pattern=kf.validation_pattern,
+        )
     if "://" not in data_root and os.path.exists(data_root):
         if data_lib.list_spans(data_root, settings.data.spans) and settings.data.spans.window > 1:
             raise CompileError(

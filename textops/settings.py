@@ -422,7 +422,8 @@ class KubeflowSettings(_Section):
     # train.csv + test.csv when train_pattern/eval_pattern are both unset and the data is local
     # and discoverable; otherwise every *.csv under data_root, split by hash buckets.
     train_pattern: Optional[str] = None
-    eval_pattern: Optional[str] = None
+    eval_pattern: Optional[str] = None  # the test file: what the gate scores
+    validation_pattern: Optional[str] = None  # optional third split: what the Trainer/Tuner evaluate on
     beam: KubeflowBeamSettings = Field(default_factory=KubeflowBeamSettings)
     trainer: TrainerResourceSettings = Field(default_factory=TrainerResourceSettings)
     default_resources: DefaultResourceSettings = Field(default_factory=DefaultResourceSettings)
