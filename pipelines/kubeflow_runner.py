@@ -34,7 +34,7 @@ UNCACHED = ("Evaluator", "Pusher")
 PARAMETERS = ("data_root", "epochs", *(f"min_{m}" for m in metrics_lib.HEADLINE_METRICS))
 # Open-source KFP never runs TFX's ExampleGen driver before its cache lookup, so ExampleGen's
 # cache key is only its parameters: new files at the same data_root would come back CACHED.
-EXAMPLE_GEN_NODES = ("CsvExampleGen", "ImportExampleGen")
+EXAMPLE_GEN_NODES = ("CsvExampleGen", "ImportExampleGen", "FileBasedExampleGen")
 TFX_ENTRYPOINT = "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"
 ENTRYPOINT = ["python", "-m", "textops.pipelines.kfp_entrypoint"]
 
@@ -151,7 +151,8 @@ def _source(settings: Settings, data_root: str) -> data_lib.DataSource:
         # Spans: no pinned span. Each run's ExampleGen driver resolves {SPAN} to the newest span
         # it finds at data_root (what a recurring run wants), as `textops schedule` does locally.
         return dataclasses.replace(data_lib.discover(data_root, settings.data), span=None)
-    return data_lib.DataSource(data_root, fmt, single_pattern="*.csv" if fmt == "csv" else "*.tfrecord*")
+    patterns = {"csv": "*.csv", "jsonl": "*.jsonl*", "parquet": "*.parquet"}
+    return data_lib.DataSource(data_root, fmt, single_pattern=patterns.get(fmt, "*.tfrecord*"))
 
 
 def build_pipeline(settings: Settings, data_root: Optional[str] = None):

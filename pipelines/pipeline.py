@@ -19,7 +19,11 @@ from textops.components import evaluator as evaluator_lib
 from textops.components import infra_validator as infra_validator_lib
 from textops.components import preprocessing, pusher as pusher_lib, trainer as trainer_lib, validation
 from textops.components import tuner as tuner_lib
+from tfx.components.example_gen.component import FileBasedExampleGen
+from tfx.dsl.components.base import executor_spec
+
 from textops import data as data_lib
+from textops.components import example_gen as example_gen_lib
 from textops.data import DataSource
 from textops.settings import Settings
 
@@ -30,6 +34,7 @@ RUN_FN = f"{trainer_lib.__name__}.run_fn"
 COMPONENT_ORDER = (
     "CsvExampleGen",
     "ImportExampleGen",
+    "FileBasedExampleGen",  # JSON Lines, Parquet
     "StatisticsGen",
     "SchemaGen",
     "ImportSchemaGen",
@@ -94,15 +99,26 @@ def _example_gen(source: DataSource, settings: Settings, data_root: Any):
                 splits=[example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=n) for name, n in buckets]
             )
         )
+    if source.format in example_gen_lib.EXECUTORS:
+        return FileBasedExampleGen(
+            input_base=data_root,
+            input_config=input_config,
+            output_config=output_config,
+            range_config=_range_config(source),
+            custom_executor_spec=executor_spec.BeamExecutorSpec(example_gen_lib.EXECUTORS[source.format]),
+        )
     cls = tfx.components.CsvExampleGen if source.format == "csv" else tfx.components.ImportExampleGen
     # Span-numbered input: {SPAN} in the split patterns; pin the span this run was decided on
     # (else ExampleGen takes the newest it finds, which on a cluster is what a recurring run wants).
-    range_config = (
+    return cls(input_base=data_root, input_config=input_config, output_config=output_config, range_config=_range_config(source))
+
+
+def _range_config(source: DataSource):
+    return (
         tfx.proto.RangeConfig(static_range=tfx.proto.StaticRange(start_span_number=source.span, end_span_number=source.span))
         if source.span is not None
         else None
     )
-    return cls(input_base=data_root, input_config=input_config, output_config=output_config, range_config=range_config)
 
 
 def create_pipeline(

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import csv
 import gzip
+import json
 import io
 import os
 import re
 import shutil
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from textops.errors import DataValidationError
 from textops.settings import DataSettings, SpanSettings
@@ -44,7 +45,10 @@ TEST_NAMES = ("test", "eval")
 EVAL_NAMES = TEST_NAMES + VALIDATION_NAMES
 TRAIN_SPLIT, VALIDATION_SPLIT, EVAL_SPLIT = "train", "validation", "eval"
 CSV_SUFFIXES = (".csv",)
+JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")
+PARQUET_SUFFIXES = (".parquet",)
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrecord.gz", ".tfrecords.gz", ".gz")
+FORMATS_HELP = ".csv, .jsonl[.gz], .parquet or .tfrecord[.gz]"
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,10 @@ def _format_of(name: str) -> Optional[str]:
     lower = name.lower()
     if lower.endswith(CSV_SUFFIXES):
         return "csv"
+    if lower.endswith(JSONL_SUFFIXES):
+        return "jsonl"
+    if lower.endswith(PARQUET_SUFFIXES):
+        return "parquet"
     if lower.endswith(TFRECORD_SUFFIXES):
         return "tfrecord"
     return None
@@ -96,7 +104,7 @@ def _format_of(name: str) -> Optional[str]:
 
 def _stem(name: str) -> str:
     base = os.path.basename(name).lower()
-    for suffix in (".tfrecords.gz", ".tfrecord.gz", ".tfrecords", ".tfrecord", ".csv", ".gz"):
+    for suffix in sorted((*TFRECORD_SUFFIXES, *CSV_SUFFIXES, *JSONL_SUFFIXES, *PARQUET_SUFFIXES), key=len, reverse=True):
         if base.endswith(suffix):
             return base[: -len(suffix)]
     return base
@@ -286,7 +294,7 @@ def discover(
         fmt = settings.format if settings.format != "auto" else _format_of(path)
         if fmt is None:
             raise DataValidationError(
-                [f"{path}: cannot tell the format from the name; use .csv or .tfrecord[.gz], or set data.format"],
+                [f"{path}: cannot tell the format from the name; use {FORMATS_HELP}, or set data.format"],
                 where="reading --data",
             )
         return DataSource(
@@ -312,12 +320,12 @@ def discover(
     formats = {_format_of(e) for e in files}
     if not files:
         raise DataValidationError(
-            [f"{path} holds no .csv or .tfrecord[.gz] files (found: {', '.join(entries[:10]) or 'nothing'})"],
+            [f"{path} holds no {FORMATS_HELP} files (found: {', '.join(entries[:10]) or 'nothing'})"],
             where="reading --data",
         )
     if len(formats) > 1:
         raise DataValidationError(
-            [f"{path} mixes CSV and TFRecord files; keep one format per directory or set data.format"],
+            [f"{path} mixes formats ({', '.join(sorted(formats))}); keep one format per directory or set data.format"],
             where="reading --data",
         )
     fmt = formats.pop()
@@ -336,6 +344,10 @@ def discover(
         )
     suffix = os.path.splitext(files[0])[1] if fmt == "csv" else None
     pattern = f"*{suffix}" if suffix else ("*.tfrecord*" if all("tfrecord" in f for f in files) else "*")
+    if fmt in ("jsonl", "parquet"):
+        known = JSONL_SUFFIXES if fmt == "jsonl" else PARQUET_SUFFIXES
+        endings = {next(x for x in sorted(known, key=len, reverse=True) if f.lower().endswith(x)) for f in files}
+        pattern = f"*{endings.pop()}" if len(endings) == 1 else "*"
     return DataSource(input_base=path, format=fmt, single_pattern=pattern, files=tuple(join(path, f) for f in files))
 
 
@@ -481,6 +493,102 @@ def _check_tfrecord(path: str) -> list[str]:
     return []
 
 
+def _record_problems(path: str, where: str, record: Any, settings: DataSettings) -> Optional[str]:
+    """What is wrong with one record's text and label (None: nothing)."""
+    missing = [c for c in (settings.text_column, settings.label_column) if c not in record]
+    if missing:
+        return (
+            f"{path}: {where}: no {', '.join(repr(m) for m in missing)} (has {sorted(record)[:8]}); "
+            "set data.text_column / data.label_column to the right names"
+        )
+    for column in (settings.text_column, settings.label_column):
+        value = record[column]
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            return f"{path}: {where}: {column!r} is {type(value).__name__} {value!r:.60}; it must be a string" + (
+                " or an integer" if column == settings.label_column else ""
+            )
+    return None
+
+
+def _check_jsonl(path: str, settings: DataSettings) -> tuple[list[str], Optional[list[str]]]:
+    """Every line of a JSON Lines file (gzip by the name): one JSON object with the text and label."""
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        return [f"{path}: cannot read it: {exc}"], None
+    problems: list[str] = []
+    labels: list[str] = []
+    bad = rows = 0
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        problem = None
+        try:
+            record = json.loads(line.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            problem = f"{path}: line {number} is not UTF-8 (byte 0x{line[exc.start]:02x}); re-encode the file as UTF-8"
+        except json.JSONDecodeError as exc:
+            problem = f"{path}: line {number}, column {exc.colno}: not JSON ({exc.msg}); each line must be one JSON object"
+        else:
+            if not isinstance(record, dict):
+                problem = f"{path}: line {number}: a JSON {type(record).__name__}, not an object ({{\"text\": ..., \"label\": ...}})"
+            else:
+                problem = _record_problems(path, f"line {number}", record, settings)
+        if problem:
+            bad += 1
+            if bad <= MAX_PROBLEMS_PER_FILE:
+                problems.append(problem)
+            continue
+        rows += 1
+        labels.append(str(record[settings.label_column]))
+    if bad > MAX_PROBLEMS_PER_FILE:
+        problems.append(f"{path}: {bad - MAX_PROBLEMS_PER_FILE} more bad line(s) not listed")
+    if not problems and rows == 0:
+        problems.append(f"{path} has no records; it needs one JSON object a line")
+    return problems, (None if problems else labels)
+
+
+def _check_parquet(path: str, settings: DataSettings) -> tuple[list[str], Optional[list[str]]]:
+    """A Parquet file's columns, row count and label column (row group by row group)."""
+    import pyarrow.parquet as pq  # pyarrow ships with TFX; it does not import TensorFlow
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as exc:  # noqa: BLE001  (pyarrow raises several types for a broken file)
+        return [f"{path}: not a readable Parquet file: {exc}"], None
+    names = parquet.schema_arrow.names
+    missing = [c for c in (settings.text_column, settings.label_column) if c not in names]
+    if missing:
+        return [
+            f"{path}: column(s) {', '.join(repr(m) for m in missing)} not in the file's columns {names[:10]}; "
+            "set data.text_column / data.label_column to the right names"
+        ], None
+    problems: list[str] = []
+    for column in (settings.text_column, settings.label_column):
+        kind = str(parquet.schema_arrow.field(column).type)
+        if not (kind in ("string", "large_string") or (column == settings.label_column and kind.startswith(("int", "uint")))):
+            problems.append(f"{path}: column {column!r} has type {kind}; it must be a string" + (
+                " or an integer" if column == settings.label_column else ""))
+    if problems:
+        return problems, None
+    if parquet.metadata.num_rows == 0:
+        return [f"{path} has no rows"], None
+    labels: list[str] = []
+    for group in range(parquet.num_row_groups):
+        try:
+            table = parquet.read_row_group(group, columns=[settings.text_column, settings.label_column])
+        except Exception as exc:  # noqa: BLE001
+            return [f"{path}: row group {group} cannot be read: {exc}"], None
+        for column in (settings.text_column, settings.label_column):
+            nulls = table.column(column).null_count
+            if nulls:
+                problems.append(f"{path}: row group {group}: {nulls} null value(s) in {column!r}")
+        labels.extend(str(v) for v in table.column(settings.label_column).to_pylist())
+    return problems, (None if problems else labels)
+
+
 def preflight(source: DataSource, settings: DataSettings) -> None:
     """Checks local files (format, encoding, header, every record, the training labels' class
     count) without TensorFlow; remote data is left to the in-pipeline gate."""
@@ -496,6 +604,13 @@ def preflight(source: DataSource, settings: DataSettings) -> None:
             continue
         if source.format == "csv":
             file_problems, file_labels = _check_csv(path, settings)
+            problems.extend(file_problems)
+            if path in training and file_labels is not None:
+                labels.extend(file_labels)
+                label_files.append(path)
+        elif source.format in ("jsonl", "parquet"):
+            check = _check_jsonl if source.format == "jsonl" else _check_parquet
+            file_problems, file_labels = check(path, settings)
             problems.extend(file_problems)
             if path in training and file_labels is not None:
                 labels.extend(file_labels)

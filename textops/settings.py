@@ -40,7 +40,7 @@ class SpanSettings(_Section):
 class DataSettings(_Section):
     text_column: str = Field(features.DEFAULT_TEXT_COLUMN, min_length=1)
     label_column: str = Field(features.DEFAULT_LABEL_COLUMN, min_length=1)
-    format: Literal["auto", "csv", "tfrecord"] = "auto"
+    format: Literal["auto", "csv", "tfrecord", "jsonl", "parquet"] = "auto"
     # Used when the input has no separate train/eval files: examples are assigned to splits by
     # a hash of their content, so the split is stable across runs and machines.
     train_buckets: int = Field(9, ge=1)

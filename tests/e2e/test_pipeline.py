@@ -244,3 +244,26 @@ def test_three_files_train_on_validation_and_gate_on_test(tmp_path):
     assert "on the validation split" in proc.stdout and "training never saw" in proc.stdout
     assets = [p for p in (out / "pipeline_root" / "Transform").rglob("*") if p.is_file() and "assets" in p.parts]
     assert assets and not any(marker in p.read_text(errors="ignore") for p in assets)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", pytest.param("parquet", marks=pytest.mark.slow)])
+def test_the_same_data_as_json_lines_or_parquet_gives_the_same_splits_and_metrics(first_run, demo_dir, tmp_path, fmt):
+    from tests.unit.test_formats import write_jsonl, write_parquet
+
+    data = tmp_path / "data"
+    for split in ("train", "test"):
+        rows = [(r["text"], r["label"]) for r in read_csv(demo_dir / f"{split}.csv")]
+        if fmt == "jsonl":
+            write_jsonl(data / f"{split}.jsonl.gz", rows, gz=True)
+        else:
+            write_parquet(data / f"{split}.parquet", rows, row_group_size=128)
+    out = tmp_path / "run"
+    proc = textops_cli("run", "--data", str(data), "--output", str(out), *FAST)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    csv_run, this_run = summary(first_run[0]), summary(out)
+    assert this_run["data"]["format"] == fmt
+    for key in ("train_examples", "eval_examples"):
+        assert this_run["data"][key] == csv_run["data"][key], key
+    assert {m: round(r["value"], 6) for m, r in this_run["metrics"].items()} == {
+        m: round(r["value"], 6) for m, r in csv_run["metrics"].items()
+    }

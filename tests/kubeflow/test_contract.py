@@ -397,3 +397,18 @@ def test_a_validation_pattern_compiles_to_a_third_split_the_trainer_evaluates_on
     assert eval_args["splits"] == ["validation"]
     with pytest.raises(kubeflow_runner.CompileError, match="validation_pattern needs"):
         _compile(tmp_path, ["kubeflow.validation_pattern=validation.csv"])
+
+
+@pytest.mark.parametrize("fmt, executor", [("jsonl", "JsonLinesExecutor"), ("parquet", "ParquetExecutor")])
+def test_json_lines_and_parquet_compile_to_a_file_based_example_gen(tmp_path, fmt, executor):
+    from textops.pipelines import kfp_entrypoint
+
+    _, spec, _ = _compile(tmp_path, [f"data.format={fmt}"])
+    tasks = spec.root.dag.tasks
+    assert "FileBasedExampleGen" in tasks and not tasks["FileBasedExampleGen"].caching_options.enable_cache
+    args = executors(spec)["FileBasedExampleGen_executor"]["container"]["args"]
+    path = args[args.index("--executor_class_path") + 1]
+    assert path == f"textops.components.example_gen.{executor}"
+    assert kfp_entrypoint.is_file_based_example_gen(path)  # the entrypoint runs ExampleGen's driver for it
+    config = json.loads(tasks["FileBasedExampleGen"].inputs.parameters["input_config"].runtime_value.constant.string_value)
+    assert config["splits"][0]["pattern"] == {"jsonl": "*.jsonl*", "parquet": "*.parquet"}[fmt]

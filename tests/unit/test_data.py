@@ -38,8 +38,8 @@ def test_tfrecord_directory(tmp_path: Path):
 @pytest.mark.parametrize(
     "setup, fragment",
     [
-        (lambda d: None, "holds no .csv or .tfrecord"),
-        (lambda d: (write_csv(d / "a.csv", ROWS), (d / "b.tfrecord").write_bytes(b"x")), "mixes CSV and TFRecord"),
+        (lambda d: None, r"holds no .csv, .jsonl\[.gz\], .parquet or .tfrecord\[.gz\] files"),
+        (lambda d: (write_csv(d / "a.csv", ROWS), (d / "b.tfrecord").write_bytes(b"x")), r"mixes formats \(csv, tfrecord\)"),
         (
             lambda d: (write_csv(d / "train.csv", ROWS), write_csv(d / "test.csv", ROWS), write_csv(d / "eval.csv", ROWS)),
             r"evaluation files eval.csv, test.csv; keep one test file \(test or eval\) and at most one validation file",
