@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import apache_beam as beam
 import tensorflow as tf
+from google.protobuf import json_format, struct_pb2
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.components.example_gen.csv_example_gen import executor as csv_executor
+from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
+from tfx.utils import proto_utils
 
 
 def _feature(value: Any) -> tf.train.Feature:
@@ -81,18 +85,91 @@ def _ParquetToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], 
     return pipeline | "ReadParquet" >> beam.io.ReadFromParquet(pattern) | "ToTFExample" >> beam.Map(record_to_example)
 
 
-class JsonLinesExecutor(BaseExampleGenExecutor):
-    """ExampleGen executor for JSON Lines (``.jsonl``, ``.jsonl.gz``, ``.ndjson``): one object a line."""
+# -- class names for integer labels (data.label_names) -----------------------------------------
 
+
+def label_names_config(label_column: str, names: list[str]) -> example_gen_pb2.CustomConfig:
+    """ExampleGen's custom_config carrying the label column and the class names."""
+    struct = struct_pb2.Struct()
+    struct.update({"label_column": label_column, "label_names": list(names)})
+    config = example_gen_pb2.CustomConfig()
+    config.custom_config.Pack(struct)
+    return config
+
+
+def _label_names(exec_properties: Dict[str, Any]) -> Optional[tuple[str, list[str]]]:
+    raw = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
+    if not raw:
+        return None
+    config = example_gen_pb2.CustomConfig()
+    if isinstance(raw, str):
+        proto_utils.json_to_proto(raw, config)
+    else:
+        config.CopyFrom(raw)
+    struct = struct_pb2.Struct()
+    if not config.custom_config.Unpack(struct):
+        return None
+    values = json_format.MessageToDict(struct)
+    return values["label_column"], list(values["label_names"])
+
+
+def name_labels(example: tf.train.Example, column: str, names: list[str]) -> tf.train.Example:
+    """Replaces an integer label (or a string of digits) with its class name."""
+    feature = example.features.feature[column]
+    kind = feature.WhichOneof("kind")
+    raw = list(feature.int64_list.value) if kind == "int64_list" else list(getattr(feature, kind).value) if kind else []
+    named = []
+    for value in raw:
+        text = value.decode("utf-8") if isinstance(value, bytes) else str(value)
+        if not (text.isdigit() and int(text) < len(names)):
+            raise ValueError(
+                f"label {text!r} has no name: data.label_names has {len(names)} names (labels 0..{len(names) - 1})"
+            )
+        named.append(names[int(text)].encode("utf-8"))
+    feature.Clear()
+    feature.bytes_list.value.extend(named)
+    return example
+
+
+class _NamesLabels:
+    """Mixin for an ExampleGen executor: integer labels become class names when the
+    component's custom_config carries ``label_names`` (set from ``data.label_names``)."""
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+        read = super().GetInputSourceToExamplePTransform()  # type: ignore[misc]
+
+        @beam.ptransform_fn
+        def _ReadAndName(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], split_pattern: str):  # noqa: N802
+            examples = pipeline | "Read" >> read(exec_properties, split_pattern)
+            names = _label_names(exec_properties)
+            if names is None:
+                return examples
+            return examples | "NameLabels" >> beam.Map(name_labels, *names)
+
+        return _ReadAndName
+
+
+class _JsonLinesReader(BaseExampleGenExecutor):
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
         return _JsonLinesToExample
 
 
-class ParquetExecutor(BaseExampleGenExecutor):
-    """ExampleGen executor for Parquet files."""
-
+class _ParquetReader(BaseExampleGenExecutor):
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
         return _ParquetToExample
 
 
+class JsonLinesExecutor(_NamesLabels, _JsonLinesReader):
+    """ExampleGen executor for JSON Lines (``.jsonl``, ``.jsonl.gz``, ``.ndjson``): one object a line."""
+
+
+class ParquetExecutor(_NamesLabels, _ParquetReader):
+    """ExampleGen executor for Parquet files."""
+
+
+class CsvExecutor(_NamesLabels, csv_executor.Executor):
+    """TFX's CSV ExampleGen executor, with class names for integer labels."""
+
+
 EXECUTORS = {"jsonl": JsonLinesExecutor, "parquet": ParquetExecutor}  # data.format -> executor
+NAMING_EXECUTORS = {"csv": CsvExecutor, **EXECUTORS}  # with data.label_names

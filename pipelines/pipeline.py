@@ -99,13 +99,19 @@ def _example_gen(source: DataSource, settings: Settings, data_root: Any):
                 splits=[example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=n) for name, n in buckets]
             )
         )
-    if source.format in example_gen_lib.EXECUTORS:
+    names = data_lib.resolve_label_names(settings.data)
+    if names is not None and source.format not in example_gen_lib.NAMING_EXECUTORS:
+        raise data_lib.DataValidationError(
+            [f"data.label_names works with CSV, JSON Lines and Parquet input, not {source.format}; write the class names "
+             "into the TFRecords' label feature instead"], where="settings")
+    if source.format in example_gen_lib.EXECUTORS or names is not None:
         return FileBasedExampleGen(
             input_base=data_root,
             input_config=input_config,
             output_config=output_config,
             range_config=_range_config(source),
-            custom_executor_spec=executor_spec.BeamExecutorSpec(example_gen_lib.EXECUTORS[source.format]),
+            custom_config=example_gen_lib.label_names_config(settings.data.label_column, names) if names else None,
+            custom_executor_spec=executor_spec.BeamExecutorSpec(example_gen_lib.NAMING_EXECUTORS[source.format]),
         )
     cls = tfx.components.CsvExampleGen if source.format == "csv" else tfx.components.ImportExampleGen
     # Span-numbered input: {SPAN} in the split patterns; pin the span this run was decided on

@@ -589,6 +589,35 @@ def _check_parquet(path: str, settings: DataSettings) -> tuple[list[str], Option
     return problems, (None if problems else labels)
 
 
+def resolve_label_names(settings: DataSettings) -> Optional[list[str]]:
+    """``data.label_names`` as a list (read from its file when it names one), or None."""
+    names = settings.label_names
+    if names is None or isinstance(names, list):
+        return names
+    try:
+        with open(names, encoding="utf-8") as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except OSError as exc:
+        raise DataValidationError([f"data.label_names {names!r}: cannot read it ({exc.strerror})"], where="settings") from None
+    if not lines or len(set(lines)) != len(lines):
+        raise DataValidationError(
+            [f"data.label_names {names}: needs distinct class names, one a line (line 1 is label 0); found {len(lines)} line(s)"],
+            where="settings",
+        )
+    return lines
+
+
+def _check_label_names(labels: list[str], names: list[str], settings: DataSettings) -> list[str]:
+    bad = sorted({l for l in labels if not (l.isdigit() and int(l) < len(names))})
+    if not bad:
+        return []
+    return [
+        f"the label column '{settings.label_column}' holds {', '.join(repr(b) for b in bad[:5])}"
+        f"{' and more' if len(bad) > 5 else ''}, but data.label_names maps only the integers 0..{len(names) - 1} "
+        f"({len(names)} names)"
+    ]
+
+
 def preflight(source: DataSource, settings: DataSettings) -> None:
     """Checks local files (format, encoding, header, every record, the training labels' class
     count) without TensorFlow; remote data is left to the in-pipeline gate."""
@@ -618,6 +647,9 @@ def preflight(source: DataSource, settings: DataSettings) -> None:
         else:
             complete = False
             problems.extend(_check_tfrecord(path))
+    names = resolve_label_names(settings)
+    if not problems and names is not None and label_files:
+        problems.extend(_check_label_names(labels, names, settings))
     if not problems and complete and label_files:
         problems.extend(_check_labels(labels, label_files, settings))
     if problems:

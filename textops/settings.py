@@ -51,6 +51,17 @@ class DataSettings(_Section):
     # More distinct training labels than this is refused before the run starts (a text or id
     # column named as the label would otherwise fail in the Trainer, minutes later).
     max_classes: int = Field(1000, ge=2, description="most distinct labels a run accepts")
+    # Integer labels 0..N-1 become these class names at ExampleGen (schema, gate, reports and the
+    # served label use names): a list, or the path of a file with one name a line.
+    label_names: Optional[Union[list[str], str]] = None
+
+    @field_validator("label_names")
+    @classmethod
+    def _names(cls, value):
+        if isinstance(value, list):
+            if not value or len(set(value)) != len(value) or any(not str(v).strip() for v in value):
+                raise ValueError("label_names must be distinct, non-empty names (label 0 is the first)")
+        return value
     spans: SpanSettings = Field(default_factory=SpanSettings)
 
     @model_validator(mode="after")

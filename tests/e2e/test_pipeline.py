@@ -267,3 +267,30 @@ def test_the_same_data_as_json_lines_or_parquet_gives_the_same_splits_and_metric
     assert {m: round(r["value"], 6) for m, r in this_run["metrics"].items()} == {
         m: round(r["value"], 6) for m, r in csv_run["metrics"].items()
     }
+
+
+def test_integer_labels_with_label_names_serve_names(demo_dir, tmp_path):
+    import tensorflow as tf
+
+    from textops.demo import CLASSES
+
+    data = tmp_path / "data"
+    for split in ("train", "test"):
+        rows = [(r["text"], str(CLASSES.index(r["label"]))) for r in read_csv(demo_dir / f"{split}.csv")]
+        write_csv(data / f"{split}.csv", rows)
+    names = tmp_path / "classes.txt"
+    names.write_text("\n".join(CLASSES) + "\n")
+    out = tmp_path / "run"
+    proc = textops_cli("run", "--data", str(data), "--output", str(out), *FAST, "--set", f"data.label_names={names}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = summary(out)
+    assert set(result["per_class"]) == set(CLASSES)  # the gate's per-class table uses names
+    (version,) = model_repository.list_versions(str(out / "model_repository"), "text_classifier")
+    served = tf.saved_model.load(version.path).signatures["serving_default"]
+    answer = served(text=tf.constant(["I was charged twice for my subscription", "my package has not arrived yet"]))
+    assert [v.decode() for v in answer["label"].numpy()] == ["billing", "shipping"]
+    assert sorted(v.decode() for v in answer["classes"].numpy()[0]) == sorted(CLASSES)
+    # A label the names do not cover is refused before the pipeline starts.
+    write_csv(data / "train.csv", [("hello", "7"), ("bye", "1")])
+    proc = textops_cli("run", "--data", str(data), "--output", str(tmp_path / "bad"), "--set", f"data.label_names={names}")
+    assert proc.returncode == 3 and "data.label_names maps only the integers 0..3 (4 names)" in proc.stdout + proc.stderr
