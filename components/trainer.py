@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import logging
 import os
 import tempfile
@@ -337,7 +338,13 @@ def run_fn(fn_args) -> None:
             os.path.join(fn_args.model_run_dir, ENCODER_DIR),
             *(transformer_lib.read_vocabulary(source) if source else (vocabulary, config.word_vocab_size)),
         )
-    record = {"history": history, "classes": class_names, "vocab_size": vocab_size}
+    record = {
+        "history": history,
+        "classes": class_names,
+        "vocab_size": vocab_size,
+        # What the per-epoch eval_* figures were computed on (the validation split when there is one).
+        "eval_splits": sorted({m.group(1) for f in fn_args.eval_files for m in [re.search(r"Split-([^/]+)", f)] if m}),
+    }
     if tuned is not None:
         record["hyperparameters"] = tuned
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "history.json"), "w") as f:
@@ -384,7 +391,10 @@ class Trainer(base_component.BaseComponent):
         custom_config: dict,
         epochs=None,
         hyperparameters: Optional[types.BaseChannel] = None,
+        eval_split: str = "eval",
     ):
+        """``eval_split``: what the Trainer evaluates on each epoch (``validation`` when the data has
+        three splits, so the gate's split never steers training)."""
         # The Tuner's best_hyperparameters; absent (not None) without a Tuner, so the node is
         # the same as before tuning existed.
         tuned = {standard_component_specs.HYPERPARAMETERS_KEY: hyperparameters} if hyperparameters is not None else {}
@@ -393,8 +403,8 @@ class Trainer(base_component.BaseComponent):
                 examples=examples,
                 transform_graph=transform_graph,
                 schema=schema,
-                train_args=trainer_pb2.TrainArgs(),
-                eval_args=trainer_pb2.EvalArgs(),
+                train_args=trainer_pb2.TrainArgs(splits=["train"]),
+                eval_args=trainer_pb2.EvalArgs(splits=[eval_split]),
                 run_fn=run_fn,
                 custom_config=json_utils.dumps(custom_config),
                 epochs=epochs,

@@ -205,7 +205,7 @@ def run_artifacts(run_dir: os.PathLike) -> RunArtifacts:
     record = next((r for r in runs if r.run_id == summary.get("run_id")), runs[-1] if runs else None)
     if record is None:
         raise MonitorError(f"run {run}: the metadata store records no pipeline run", MonitorExit.USAGE)
-    examples = record.output("CsvExampleGen", "examples") or record.output("ImportExampleGen", "examples")
+    examples = record.output("CsvExampleGen", "examples") or record.output("ImportExampleGen", "examples") or record.output("FileBasedExampleGen", "examples")
     if examples is None:
         raise MonitorError(f"run {run}: no ExampleGen output recorded; the run did not get that far", MonitorExit.USAGE)
     model = record.output("Trainer", "model")

@@ -34,7 +34,7 @@ UNCACHED = ("Evaluator", "Pusher")
 PARAMETERS = ("data_root", "epochs", *(f"min_{m}" for m in metrics_lib.HEADLINE_METRICS))
 # Open-source KFP never runs TFX's ExampleGen driver before its cache lookup, so ExampleGen's
 # cache key is only its parameters: new files at the same data_root would come back CACHED.
-EXAMPLE_GEN_NODES = ("CsvExampleGen", "ImportExampleGen")
+EXAMPLE_GEN_NODES = ("CsvExampleGen", "ImportExampleGen", "FileBasedExampleGen")
 TFX_ENTRYPOINT = "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"
 ENTRYPOINT = ["python", "-m", "textops.pipelines.kfp_entrypoint"]
 
@@ -133,10 +133,15 @@ def kubernetes_executor_config(resources: ResourceSettings, volumes: Sequence[Vo
 def _source(settings: Settings, data_root: str) -> data_lib.DataSource:
     kf = settings.kubeflow
     fmt = settings.data.format if settings.data.format != "auto" else "csv"
+    if kf.validation_pattern and not (kf.train_pattern and kf.eval_pattern):
+        raise CompileError("kubeflow.validation_pattern needs kubeflow.train_pattern and kubeflow.eval_pattern too")
     if kf.train_pattern or kf.eval_pattern:
         if not (kf.train_pattern and kf.eval_pattern):
             raise CompileError("set both kubeflow.train_pattern and kubeflow.eval_pattern, or neither")
-        return data_lib.DataSource(data_root, fmt, train_pattern=kf.train_pattern, eval_pattern=kf.eval_pattern)
+        return data_lib.DataSource(
+            data_root, fmt, train_pattern=kf.train_pattern, eval_pattern=kf.eval_pattern,
+            validation_pattern=kf.validation_pattern,
+        )
     if "://" not in data_root and os.path.exists(data_root):
         if data_lib.list_spans(data_root, settings.data.spans) and settings.data.spans.window > 1:
             raise CompileError(
@@ -146,7 +151,8 @@ def _source(settings: Settings, data_root: str) -> data_lib.DataSource:
         # Spans: no pinned span. Each run's ExampleGen driver resolves {SPAN} to the newest span
         # it finds at data_root (what a recurring run wants), as `textops schedule` does locally.
         return dataclasses.replace(data_lib.discover(data_root, settings.data), span=None)
-    return data_lib.DataSource(data_root, fmt, single_pattern="*.csv" if fmt == "csv" else "*.tfrecord*")
+    patterns = {"csv": "*.csv", "jsonl": "*.jsonl*", "parquet": "*.parquet"}
+    return data_lib.DataSource(data_root, fmt, single_pattern=patterns.get(fmt, "*.tfrecord*"))
 
 
 def build_pipeline(settings: Settings, data_root: Optional[str] = None):

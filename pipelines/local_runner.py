@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 from textops import data as data_lib
 from textops import mlmd, model_repository, summary as summary_lib
 from textops.errors import DataValidationError, ExitCode
-from textops.settings import Settings
+from textops.settings import DataSettings, Settings
 
 ProgressFn = Callable[[str], None]
 
@@ -101,12 +101,18 @@ class _ComponentProgress(logging.Handler):
         return entry
 
 
-def _data_info(source: data_lib.DataSource, run: Optional[mlmd.RunRecord], data_path: str) -> dict[str, Any]:
+def _data_info(
+    source: data_lib.DataSource, run: Optional[mlmd.RunRecord], data_path: str, settings: DataSettings
+) -> dict[str, Any]:
     info: dict[str, Any] = {
         "path": data_path,
         "format": source.format,
         "split": "given (train/eval files)" if source.has_given_split else "hash buckets",
     }
+    if source.validation_pattern is not None:
+        info["split"] = "given (train/validation/test files): the Trainer evaluates on validation, the gate on test"
+    elif data_lib.has_validation_split(source, settings):
+        info["split"] = "hash buckets (train/validation/eval): the Trainer evaluates on validation, the gate on eval"
     if source.spans:
         info["spans"] = list(source.spans)
         info["split"] = f"spans {list(source.spans)}: train on their train files, evaluate on span {source.span}'s test file"
@@ -211,7 +217,7 @@ def run_local(
         run,
         status,
         code,
-        data=_data_info(source, run, data_path),
+        data=_data_info(source, run, data_path, settings.data),
         components=components,
         wall_seconds=time.monotonic() - started,
         error=message,

@@ -19,6 +19,11 @@ from textops.components import evaluator as evaluator_lib
 from textops.components import infra_validator as infra_validator_lib
 from textops.components import preprocessing, pusher as pusher_lib, trainer as trainer_lib, validation
 from textops.components import tuner as tuner_lib
+from tfx.components.example_gen.component import FileBasedExampleGen
+from tfx.dsl.components.base import executor_spec
+
+from textops import data as data_lib
+from textops.components import example_gen as example_gen_lib
 from textops.data import DataSource
 from textops.settings import Settings
 
@@ -29,6 +34,7 @@ RUN_FN = f"{trainer_lib.__name__}.run_fn"
 COMPONENT_ORDER = (
     "CsvExampleGen",
     "ImportExampleGen",
+    "FileBasedExampleGen",  # JSON Lines, Parquet
     "StatisticsGen",
     "SchemaGen",
     "ImportSchemaGen",
@@ -69,35 +75,56 @@ class Locations:
 
 
 def _example_gen(source: DataSource, settings: Settings, data_root: Any):
+    # Splits: train and eval (the gate's); with a validation file or data.validation_buckets also
+    # validation, which the Trainer and the Tuner evaluate on instead of eval.
     if source.has_given_split:
+        patterns = [(data_lib.TRAIN_SPLIT, source.train_pattern)]
+        if source.validation_pattern is not None:
+            patterns.append((data_lib.VALIDATION_SPLIT, source.validation_pattern))
+        patterns.append((data_lib.EVAL_SPLIT, source.eval_pattern))
         input_config = example_gen_pb2.Input(
-            splits=[
-                example_gen_pb2.Input.Split(name="train", pattern=source.train_pattern),
-                example_gen_pb2.Input.Split(name="eval", pattern=source.eval_pattern),
-            ]
+            splits=[example_gen_pb2.Input.Split(name=name, pattern=pattern) for name, pattern in patterns]
         )
         output_config = None
     else:
         input_config = example_gen_pb2.Input(
             splits=[example_gen_pb2.Input.Split(name="single_split", pattern=source.single_pattern)]
         )
+        buckets = [(data_lib.TRAIN_SPLIT, settings.data.train_buckets)]
+        if settings.data.validation_buckets > 0:
+            buckets.append((data_lib.VALIDATION_SPLIT, settings.data.validation_buckets))
+        buckets.append((data_lib.EVAL_SPLIT, settings.data.eval_buckets))
         output_config = example_gen_pb2.Output(
             split_config=example_gen_pb2.SplitConfig(
-                splits=[
-                    example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=settings.data.train_buckets),
-                    example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=settings.data.eval_buckets),
-                ]
+                splits=[example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=n) for name, n in buckets]
             )
+        )
+    names = data_lib.resolve_label_names(settings.data)
+    if names is not None and source.format not in example_gen_lib.NAMING_EXECUTORS:
+        raise data_lib.DataValidationError(
+            [f"data.label_names works with CSV, JSON Lines and Parquet input, not {source.format}; write the class names "
+             "into the TFRecords' label feature instead"], where="settings")
+    if source.format in example_gen_lib.EXECUTORS or names is not None:
+        return FileBasedExampleGen(
+            input_base=data_root,
+            input_config=input_config,
+            output_config=output_config,
+            range_config=_range_config(source),
+            custom_config=example_gen_lib.label_names_config(settings.data.label_column, names) if names else None,
+            custom_executor_spec=executor_spec.BeamExecutorSpec(example_gen_lib.NAMING_EXECUTORS[source.format]),
         )
     cls = tfx.components.CsvExampleGen if source.format == "csv" else tfx.components.ImportExampleGen
     # Span-numbered input: {SPAN} in the split patterns; pin the span this run was decided on
     # (else ExampleGen takes the newest it finds, which on a cluster is what a recurring run wants).
-    range_config = (
+    return cls(input_base=data_root, input_config=input_config, output_config=output_config, range_config=_range_config(source))
+
+
+def _range_config(source: DataSource):
+    return (
         tfx.proto.RangeConfig(static_range=tfx.proto.StaticRange(start_span_number=source.span, end_span_number=source.span))
         if source.span is not None
         else None
     )
-    return cls(input_base=data_root, input_config=input_config, output_config=output_config, range_config=range_config)
 
 
 def create_pipeline(
@@ -109,6 +136,8 @@ def create_pipeline(
     data = settings.data
     parameters = parameters or RunParameters.from_settings(settings, source)
     example_gen = _example_gen(source, settings, parameters.data_root)
+    # The Trainer and the Tuner never see the gate's split when a validation split exists.
+    training_split = data_lib.training_eval_split(source, data)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     if settings.schema_.schema_file is not None:
         schema_gen = tfx.components.ImportSchemaGen(schema_file=str(settings.schema_.schema_file))
@@ -142,8 +171,8 @@ def create_pipeline(
             examples=transform.outputs["transformed_examples"],
             transform_graph=transform.outputs["transform_graph"],
             schema=schema_gen.outputs["schema"],
-            train_args=tfx.proto.TrainArgs(splits=["train"]),
-            eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+            train_args=tfx.proto.TrainArgs(splits=[data_lib.TRAIN_SPLIT]),
+            eval_args=tfx.proto.EvalArgs(splits=[training_split]),
             custom_config=tuner_lib.TunerConfig.from_settings(settings).to_custom_config(),
         )
     trainer = trainer_lib.Trainer(
@@ -153,6 +182,7 @@ def create_pipeline(
         schema=schema_gen.outputs["schema"],
         custom_config=trainer_lib.TrainerConfig.from_settings(settings).to_custom_config(),
         epochs=parameters.epochs,
+        eval_split=training_split,
         hyperparameters=tuner.outputs["best_hyperparameters"] if tuner is not None else None,
     )
     model_base = model_repository.model_dir(locations.model_repository, settings.push.model_name)
@@ -168,6 +198,7 @@ def create_pipeline(
         baseline_model_dir=model_base,
         baseline_hint=locations.baseline_hint,
         thresholds=parameters.thresholds,
+        example_splits=[data_lib.EVAL_SPLIT],
     )
     infra_validator = infra_validator_lib.InfraValidator(
         model=trainer.outputs["model"],

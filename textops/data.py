@@ -25,20 +25,30 @@ from __future__ import annotations
 
 import csv
 import gzip
+import json
 import io
 import os
 import re
 import shutil
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from textops.errors import DataValidationError
 from textops.settings import DataSettings, SpanSettings
 
 TRAIN_NAMES = ("train",)
-EVAL_NAMES = ("test", "eval", "validation", "valid", "dev")
+# A directory with train + one of EVAL_NAMES: two splits (train, eval). With train + a file of
+# VALIDATION_NAMES + a file of TEST_NAMES: three splits; the Trainer and the Tuner evaluate on
+# ``validation``, the Evaluator (the gate) and the reports on ``eval`` (the test file).
+VALIDATION_NAMES = ("validation", "valid", "val", "dev")
+TEST_NAMES = ("test", "eval")
+EVAL_NAMES = TEST_NAMES + VALIDATION_NAMES
+TRAIN_SPLIT, VALIDATION_SPLIT, EVAL_SPLIT = "train", "validation", "eval"
 CSV_SUFFIXES = (".csv",)
+JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")
+PARQUET_SUFFIXES = (".parquet",)
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrecord.gz", ".tfrecords.gz", ".gz")
+FORMATS_HELP = ".csv, .jsonl[.gz], .parquet or .tfrecord[.gz]"
 
 
 @dataclass(frozen=True)
@@ -48,7 +58,8 @@ class DataSource:
     input_base: str
     format: str  # "csv" | "tfrecord"
     train_pattern: Optional[str] = None  # given split, relative to input_base
-    eval_pattern: Optional[str] = None
+    eval_pattern: Optional[str] = None  # the gate's split (the test file)
+    validation_pattern: Optional[str] = None  # three given splits: what the Trainer/Tuner evaluate on
     single_pattern: Optional[str] = None  # hash-split input, relative to input_base
     files: tuple[str, ...] = field(default_factory=tuple)
     # Span-numbered input: the spans the run uses (oldest first) and the one ExampleGen's
@@ -61,6 +72,19 @@ class DataSource:
         return self.train_pattern is not None
 
 
+def has_validation_split(source: DataSource, settings: DataSettings) -> bool:
+    """Three splits: a given validation file, or hash buckets for one (``data.validation_buckets``)."""
+    if source.has_given_split:
+        return source.validation_pattern is not None
+    return settings.validation_buckets > 0
+
+
+def training_eval_split(source: DataSource, settings: DataSettings) -> str:
+    """The split the Trainer and the Tuner evaluate on: ``validation`` when there is one, so the
+    gate's split (``eval``, the test file) never steers training; else ``eval`` (two splits)."""
+    return VALIDATION_SPLIT if has_validation_split(source, settings) else EVAL_SPLIT
+
+
 def _is_remote(path: str) -> bool:
     return "://" in path
 
@@ -69,6 +93,10 @@ def _format_of(name: str) -> Optional[str]:
     lower = name.lower()
     if lower.endswith(CSV_SUFFIXES):
         return "csv"
+    if lower.endswith(JSONL_SUFFIXES):
+        return "jsonl"
+    if lower.endswith(PARQUET_SUFFIXES):
+        return "parquet"
     if lower.endswith(TFRECORD_SUFFIXES):
         return "tfrecord"
     return None
@@ -76,7 +104,7 @@ def _format_of(name: str) -> Optional[str]:
 
 def _stem(name: str) -> str:
     base = os.path.basename(name).lower()
-    for suffix in (".tfrecords.gz", ".tfrecord.gz", ".tfrecords", ".tfrecord", ".csv", ".gz"):
+    for suffix in sorted((*TFRECORD_SUFFIXES, *CSV_SUFFIXES, *JSONL_SUFFIXES, *PARQUET_SUFFIXES), key=len, reverse=True):
         if base.endswith(suffix):
             return base[: -len(suffix)]
     return base
@@ -105,20 +133,40 @@ def list_spans(path: str | os.PathLike, spans: SpanSettings) -> dict[int, str]:
     return dict(sorted(found.items()))
 
 
-def _span_files(span_dir: str, need_eval: bool) -> tuple[str, Optional[str], str]:
-    """(train file name, eval file name or None, format) of one span directory."""
+def split_roles(directory: str, evals: list[str]) -> tuple[Optional[str], Optional[str]]:
+    """(test file, validation file or None) among a directory's evaluation files, or an error
+    naming them: one file of either kind, or one validation file and one test file."""
+    if len(evals) <= 1:
+        return (evals[0] if evals else None), None
+    tests = [e for e in evals if _stem(e) in TEST_NAMES]
+    validations = [e for e in evals if _stem(e) in VALIDATION_NAMES]
+    if len(evals) == 2 and len(tests) == 1 and len(validations) == 1:
+        return tests[0], validations[0]
+    raise DataValidationError(
+        [
+            f"{directory} has evaluation files {', '.join(evals)}; keep one test file ({' or '.join(TEST_NAMES)}) and "
+            f"at most one validation file ({', '.join(VALIDATION_NAMES)}): the validation file steers training, "
+            "the test file is the one the gate scores"
+        ],
+        where="reading --data",
+    )
+
+
+def _span_files(span_dir: str, need_eval: bool) -> tuple[str, Optional[str], str, Optional[str]]:
+    """(train file name, eval file name or None, format, validation file name or None) of one span directory."""
     files = [e for e in sorted(os.listdir(span_dir)) if not e.startswith(".") and _format_of(e)]
     train = [e for e in files if _stem(e) in TRAIN_NAMES]
     evals = [e for e in files if _stem(e) in EVAL_NAMES]
     problems = []
     if len(train) != 1:
         problems.append(f"{span_dir} needs exactly one train file (train.csv or train.tfrecord[.gz]); found {train or 'none'}")
-    if need_eval and len(evals) != 1:
-        problems.append(f"{span_dir} is the newest span and needs exactly one test file (test.csv, eval.csv, ...); found {evals or 'none'}")
+    if need_eval and not evals:
+        problems.append(f"{span_dir} is the newest span and needs exactly one test file (test.csv, eval.csv, ...); found none")
     if problems:
         raise DataValidationError(problems, where="reading the data spans")
+    test, validation = split_roles(span_dir, evals) if need_eval else (None, None)
     fmt = _format_of(train[0])
-    return train[0], (evals[0] if evals else None), fmt  # type: ignore[return-value]
+    return train[0], test, fmt, validation  # type: ignore[return-value]
 
 
 def _discover_spans(
@@ -127,10 +175,10 @@ def _discover_spans(
     window = list(spans)[-settings.spans.window :]
     newest = window[-1]
     prefix = settings.spans.prefix
-    train_name, eval_name, fmt = _span_files(spans[newest], need_eval=True)
+    train_name, eval_name, fmt, validation_name = _span_files(spans[newest], need_eval=True)
     trains = {newest: train_name}
     for number in window[:-1]:
-        name, _, other_fmt = _span_files(spans[number], need_eval=False)
+        name, _, other_fmt, _ = _span_files(spans[number], need_eval=False)
         if other_fmt != fmt:
             raise DataValidationError(
                 [f"span {number} is {other_fmt} but span {newest} is {fmt}; keep one format across spans"],
@@ -139,19 +187,23 @@ def _discover_spans(
         trains[number] = name
     eval_file = os.path.join(spans[newest], eval_name)  # type: ignore[arg-type]
     train_files = tuple(os.path.join(spans[n], trains[n]) for n in window)
+    # The newest span's validation file, if it has one (the eval file stays last: preflight's rule).
+    validation_files = (os.path.join(spans[newest], validation_name),) if validation_name else ()
     if len(window) == 1:
         return DataSource(
             input_base=path,
             format=fmt,
             train_pattern=f"{prefix}{SPAN_TOKEN}/{train_name}",
             eval_pattern=f"{prefix}{SPAN_TOKEN}/{eval_name}",
-            files=(*train_files, eval_file),
+            validation_pattern=f"{prefix}{SPAN_TOKEN}/{validation_name}" if validation_name else None,
+            files=(*train_files, *validation_files, eval_file),
             spans=tuple(window),
             span=newest,
         )
     if check_only:  # the files where they lie, for preflight; nothing is staged
         return DataSource(
-            input_base=path, format=fmt, train_pattern="", eval_pattern="", files=(*train_files, eval_file),
+            input_base=path, format=fmt, train_pattern="", eval_pattern="",
+            validation_pattern="" if validation_name else None, files=(*train_files, *validation_files, eval_file),
             spans=tuple(window), span=newest,
         )
     if staging_dir is None:
@@ -162,14 +214,17 @@ def _discover_spans(
             ],
             where="reading the data spans",
         )
-    target = stage_window(train_files, eval_file, window, staging_dir, prefix)
+    target = stage_window(train_files, eval_file, window, staging_dir, prefix, validation_files[0] if validation_files else None)
     suffix = "*"
+    staged_validation = (os.path.join(target, "validation", validation_name),) if validation_name else ()
     return DataSource(
         input_base=os.path.abspath(staging_dir),
         format=fmt,
         train_pattern=f"{prefix}{SPAN_TOKEN}/train/{suffix}",
         eval_pattern=f"{prefix}{SPAN_TOKEN}/eval/{suffix}",
+        validation_pattern=f"{prefix}{SPAN_TOKEN}/validation/{suffix}" if validation_name else None,
         files=tuple(os.path.join(target, "train", f) for f in sorted(os.listdir(os.path.join(target, "train"))))
+        + staged_validation
         + (os.path.join(target, "eval", os.path.basename(eval_file)),),
         spans=tuple(window),
         span=newest,
@@ -181,7 +236,7 @@ def resolve_window(path: str | os.PathLike, settings: DataSettings) -> list[int]
     (the same checks the run makes); an empty list when ``path`` has no span directories."""
     spans = list_spans(path, settings.spans)
     window = list(spans)[-settings.spans.window :]
-    _, _, fmt = _span_files(spans[window[-1]], need_eval=True) if window else (None, None, None)
+    fmt = _span_files(spans[window[-1]], need_eval=True)[2] if window else None
     for number in window[:-1]:
         if _span_files(spans[number], need_eval=False)[2] != fmt:
             raise DataValidationError(
@@ -192,9 +247,10 @@ def resolve_window(path: str | os.PathLike, settings: DataSettings) -> list[int]
 
 
 def stage_window(
-    train_files: tuple[str, ...], eval_file: str, window: list[int], staging_dir: str, prefix: str
+    train_files: tuple[str, ...], eval_file: str, window: list[int], staging_dir: str, prefix: str,
+    validation_file: Optional[str] = None,
 ) -> str:
-    """Copies a window's files into ``<staging_dir>/<prefix><newest>/{train,eval}/``.
+    """Copies a window's files into ``<staging_dir>/<prefix><newest>/{train,eval[,validation]}/``.
 
     The staging directory is rebuilt each time (it belongs to the run's output, never to the
     user's data); ``copy2`` keeps modification times, so ExampleGen's fingerprint of an
@@ -208,6 +264,9 @@ def stage_window(
     for number, src in zip(window, train_files):
         shutil.copy2(src, os.path.join(target, "train", f"{prefix}{number}-{os.path.basename(src)}"))
     shutil.copy2(eval_file, os.path.join(target, "eval", os.path.basename(eval_file)))
+    if validation_file is not None:
+        os.makedirs(os.path.join(target, "validation"))
+        shutil.copy2(validation_file, os.path.join(target, "validation", os.path.basename(validation_file)))
     return target
 
 
@@ -235,7 +294,7 @@ def discover(
         fmt = settings.format if settings.format != "auto" else _format_of(path)
         if fmt is None:
             raise DataValidationError(
-                [f"{path}: cannot tell the format from the name; use .csv or .tfrecord[.gz], or set data.format"],
+                [f"{path}: cannot tell the format from the name; use {FORMATS_HELP}, or set data.format"],
                 where="reading --data",
             )
         return DataSource(
@@ -261,12 +320,12 @@ def discover(
     formats = {_format_of(e) for e in files}
     if not files:
         raise DataValidationError(
-            [f"{path} holds no .csv or .tfrecord[.gz] files (found: {', '.join(entries[:10]) or 'nothing'})"],
+            [f"{path} holds no {FORMATS_HELP} files (found: {', '.join(entries[:10]) or 'nothing'})"],
             where="reading --data",
         )
     if len(formats) > 1:
         raise DataValidationError(
-            [f"{path} mixes CSV and TFRecord files; keep one format per directory or set data.format"],
+            [f"{path} mixes formats ({', '.join(sorted(formats))}); keep one format per directory or set data.format"],
             where="reading --data",
         )
     fmt = formats.pop()
@@ -274,20 +333,21 @@ def discover(
     train = [e for e in files if _stem(e) in TRAIN_NAMES]
     evals = [e for e in files if _stem(e) in EVAL_NAMES]
     if train and evals:
-        if len(evals) > 1:
-            raise DataValidationError(
-                [f"{path} has several evaluation files ({', '.join(evals)}); keep one of {', '.join(EVAL_NAMES)}"],
-                where="reading --data",
-            )
+        test, validation = split_roles(path, evals)
         return DataSource(
             input_base=path,
             format=fmt,
             train_pattern=train[0],
-            eval_pattern=evals[0],
-            files=(join(path, train[0]), join(path, evals[0])),
+            eval_pattern=test,
+            validation_pattern=validation,
+            files=(join(path, train[0]), *((join(path, validation),) if validation else ()), join(path, test)),
         )
     suffix = os.path.splitext(files[0])[1] if fmt == "csv" else None
     pattern = f"*{suffix}" if suffix else ("*.tfrecord*" if all("tfrecord" in f for f in files) else "*")
+    if fmt in ("jsonl", "parquet"):
+        known = JSONL_SUFFIXES if fmt == "jsonl" else PARQUET_SUFFIXES
+        endings = {next(x for x in sorted(known, key=len, reverse=True) if f.lower().endswith(x)) for f in files}
+        pattern = f"*{endings.pop()}" if len(endings) == 1 else "*"
     return DataSource(input_base=path, format=fmt, single_pattern=pattern, files=tuple(join(path, f) for f in files))
 
 
@@ -433,6 +493,131 @@ def _check_tfrecord(path: str) -> list[str]:
     return []
 
 
+def _record_problems(path: str, where: str, record: Any, settings: DataSettings) -> Optional[str]:
+    """What is wrong with one record's text and label (None: nothing)."""
+    missing = [c for c in (settings.text_column, settings.label_column) if c not in record]
+    if missing:
+        return (
+            f"{path}: {where}: no {', '.join(repr(m) for m in missing)} (has {sorted(record)[:8]}); "
+            "set data.text_column / data.label_column to the right names"
+        )
+    for column in (settings.text_column, settings.label_column):
+        value = record[column]
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            return f"{path}: {where}: {column!r} is {type(value).__name__} {value!r:.60}; it must be a string" + (
+                " or an integer" if column == settings.label_column else ""
+            )
+    return None
+
+
+def _check_jsonl(path: str, settings: DataSettings) -> tuple[list[str], Optional[list[str]]]:
+    """Every line of a JSON Lines file (gzip by the name): one JSON object with the text and label."""
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        return [f"{path}: cannot read it: {exc}"], None
+    problems: list[str] = []
+    labels: list[str] = []
+    bad = rows = 0
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        problem = None
+        try:
+            record = json.loads(line.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            problem = f"{path}: line {number} is not UTF-8 (byte 0x{line[exc.start]:02x}); re-encode the file as UTF-8"
+        except json.JSONDecodeError as exc:
+            problem = f"{path}: line {number}, column {exc.colno}: not JSON ({exc.msg}); each line must be one JSON object"
+        else:
+            if not isinstance(record, dict):
+                problem = f"{path}: line {number}: a JSON {type(record).__name__}, not an object ({{\"text\": ..., \"label\": ...}})"
+            else:
+                problem = _record_problems(path, f"line {number}", record, settings)
+        if problem:
+            bad += 1
+            if bad <= MAX_PROBLEMS_PER_FILE:
+                problems.append(problem)
+            continue
+        rows += 1
+        labels.append(str(record[settings.label_column]))
+    if bad > MAX_PROBLEMS_PER_FILE:
+        problems.append(f"{path}: {bad - MAX_PROBLEMS_PER_FILE} more bad line(s) not listed")
+    if not problems and rows == 0:
+        problems.append(f"{path} has no records; it needs one JSON object a line")
+    return problems, (None if problems else labels)
+
+
+def _check_parquet(path: str, settings: DataSettings) -> tuple[list[str], Optional[list[str]]]:
+    """A Parquet file's columns, row count and label column (row group by row group)."""
+    import pyarrow.parquet as pq  # pyarrow ships with TFX; it does not import TensorFlow
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as exc:  # noqa: BLE001  (pyarrow raises several types for a broken file)
+        return [f"{path}: not a readable Parquet file: {exc}"], None
+    names = parquet.schema_arrow.names
+    missing = [c for c in (settings.text_column, settings.label_column) if c not in names]
+    if missing:
+        return [
+            f"{path}: column(s) {', '.join(repr(m) for m in missing)} not in the file's columns {names[:10]}; "
+            "set data.text_column / data.label_column to the right names"
+        ], None
+    problems: list[str] = []
+    for column in (settings.text_column, settings.label_column):
+        kind = str(parquet.schema_arrow.field(column).type)
+        if not (kind in ("string", "large_string") or (column == settings.label_column and kind.startswith(("int", "uint")))):
+            problems.append(f"{path}: column {column!r} has type {kind}; it must be a string" + (
+                " or an integer" if column == settings.label_column else ""))
+    if problems:
+        return problems, None
+    if parquet.metadata.num_rows == 0:
+        return [f"{path} has no rows"], None
+    labels: list[str] = []
+    for group in range(parquet.num_row_groups):
+        try:
+            table = parquet.read_row_group(group, columns=[settings.text_column, settings.label_column])
+        except Exception as exc:  # noqa: BLE001
+            return [f"{path}: row group {group} cannot be read: {exc}"], None
+        for column in (settings.text_column, settings.label_column):
+            nulls = table.column(column).null_count
+            if nulls:
+                problems.append(f"{path}: row group {group}: {nulls} null value(s) in {column!r}")
+        labels.extend(str(v) for v in table.column(settings.label_column).to_pylist())
+    return problems, (None if problems else labels)
+
+
+def resolve_label_names(settings: DataSettings) -> Optional[list[str]]:
+    """``data.label_names`` as a list (read from its file when it names one), or None."""
+    names = settings.label_names
+    if names is None or isinstance(names, list):
+        return names
+    try:
+        with open(names, encoding="utf-8") as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except OSError as exc:
+        raise DataValidationError([f"data.label_names {names!r}: cannot read it ({exc.strerror})"], where="settings") from None
+    if not lines or len(set(lines)) != len(lines):
+        raise DataValidationError(
+            [f"data.label_names {names}: needs distinct class names, one a line (line 1 is label 0); found {len(lines)} line(s)"],
+            where="settings",
+        )
+    return lines
+
+
+def _check_label_names(labels: list[str], names: list[str], settings: DataSettings) -> list[str]:
+    bad = sorted({l for l in labels if not (l.isdigit() and int(l) < len(names))})
+    if not bad:
+        return []
+    return [
+        f"the label column '{settings.label_column}' holds {', '.join(repr(b) for b in bad[:5])}"
+        f"{' and more' if len(bad) > 5 else ''}, but data.label_names maps only the integers 0..{len(names) - 1} "
+        f"({len(names)} names)"
+    ]
+
+
 def preflight(source: DataSource, settings: DataSettings) -> None:
     """Checks local files (format, encoding, header, every record, the training labels' class
     count) without TensorFlow; remote data is left to the in-pipeline gate."""
@@ -452,9 +637,19 @@ def preflight(source: DataSource, settings: DataSettings) -> None:
             if path in training and file_labels is not None:
                 labels.extend(file_labels)
                 label_files.append(path)
+        elif source.format in ("jsonl", "parquet"):
+            check = _check_jsonl if source.format == "jsonl" else _check_parquet
+            file_problems, file_labels = check(path, settings)
+            problems.extend(file_problems)
+            if path in training and file_labels is not None:
+                labels.extend(file_labels)
+                label_files.append(path)
         else:
             complete = False
             problems.extend(_check_tfrecord(path))
+    names = resolve_label_names(settings)
+    if not problems and names is not None and label_files:
+        problems.extend(_check_label_names(labels, names, settings))
     if not problems and complete and label_files:
         problems.extend(_check_labels(labels, label_files, settings))
     if problems:

@@ -82,7 +82,7 @@ def load_runs(output: Path, pipeline_name: Optional[str] = None) -> list[RunInfo
         s = archive.get(run.run_id, {})
         repository = s.get("model_repository") or repository
         model_name = s.get("model_name") or model_name
-        examples = run.output("CsvExampleGen", "examples") or run.output("ImportExampleGen", "examples")
+        examples = run.output("CsvExampleGen", "examples") or run.output("ImportExampleGen", "examples") or run.output("FileBasedExampleGen", "examples")
         spans = list((s.get("data") or {}).get("spans") or [])
         if not spans and examples is not None and examples.prop("span") is not None:
             spans = [int(examples.prop("span"))]
@@ -209,6 +209,6 @@ def render_compare(a: RunInfo, b: RunInfo) -> str:
 
 
 _ORDER = {n: i for i, n in enumerate((  # pipelines.pipeline.COMPONENT_ORDER, without importing TFX
-    "CsvExampleGen", "ImportExampleGen", "StatisticsGen", "SchemaGen", "ImportSchemaGen", "ExampleValidator",
+    "CsvExampleGen", "ImportExampleGen", "FileBasedExampleGen", "StatisticsGen", "SchemaGen", "ImportSchemaGen", "ExampleValidator",
     "Transform", "Tuner", "Trainer", "Evaluator", "InfraValidator", "Pusher",
 ))}

@@ -40,14 +40,28 @@ class SpanSettings(_Section):
 class DataSettings(_Section):
     text_column: str = Field(features.DEFAULT_TEXT_COLUMN, min_length=1)
     label_column: str = Field(features.DEFAULT_LABEL_COLUMN, min_length=1)
-    format: Literal["auto", "csv", "tfrecord"] = "auto"
+    format: Literal["auto", "csv", "tfrecord", "jsonl", "parquet"] = "auto"
     # Used when the input has no separate train/eval files: examples are assigned to splits by
     # a hash of their content, so the split is stable across runs and machines.
     train_buckets: int = Field(9, ge=1)
     eval_buckets: int = Field(1, ge=1)
+    # Hash split into three (train / validation / eval) when > 0: the Trainer and the Tuner
+    # evaluate on validation, the gate on eval. Given files: train + validation + test.
+    validation_buckets: int = Field(0, ge=0)
     # More distinct training labels than this is refused before the run starts (a text or id
     # column named as the label would otherwise fail in the Trainer, minutes later).
     max_classes: int = Field(1000, ge=2, description="most distinct labels a run accepts")
+    # Integer labels 0..N-1 become these class names at ExampleGen (schema, gate, reports and the
+    # served label use names): a list, or the path of a file with one name a line.
+    label_names: Optional[Union[list[str], str]] = None
+
+    @field_validator("label_names")
+    @classmethod
+    def _names(cls, value):
+        if isinstance(value, list):
+            if not value or len(set(value)) != len(value) or any(not str(v).strip() for v in value):
+                raise ValueError("label_names must be distinct, non-empty names (label 0 is the first)")
+        return value
     spans: SpanSettings = Field(default_factory=SpanSettings)
 
     @model_validator(mode="after")
@@ -419,7 +433,8 @@ class KubeflowSettings(_Section):
     # train.csv + test.csv when train_pattern/eval_pattern are both unset and the data is local
     # and discoverable; otherwise every *.csv under data_root, split by hash buckets.
     train_pattern: Optional[str] = None
-    eval_pattern: Optional[str] = None
+    eval_pattern: Optional[str] = None  # the test file: what the gate scores
+    validation_pattern: Optional[str] = None  # optional third split: what the Trainer/Tuner evaluate on
     beam: KubeflowBeamSettings = Field(default_factory=KubeflowBeamSettings)
     trainer: TrainerResourceSettings = Field(default_factory=TrainerResourceSettings)
     default_resources: DefaultResourceSettings = Field(default_factory=DefaultResourceSettings)

@@ -158,7 +158,27 @@ def build_summary(
     model = run.output("Trainer", "model_run")
     if model is not None:
         summary["model_run_uri"] = model.uri
+        summary["training"] = training_summary(model.uri)
     return summary
+
+
+def training_summary(model_run_uri: str) -> Optional[dict[str, Any]]:
+    """The Trainer's last-epoch figures on the split it evaluated on (``validation`` when the data
+    has three splits), beside the gate's figures on the test split."""
+    import tensorflow as tf
+
+    path = f"{model_run_uri.rstrip('/')}/history.json"
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        record = json.load(f)
+    history = record.get("history") or {}
+    last = {k[len("val_"):]: _clean(v[-1]) for k, v in history.items() if k.startswith("val_") and v}
+    return {
+        "eval_splits": record.get("eval_splits") or ["eval"],
+        "epochs": max((len(v) for v in history.values()), default=0),
+        "last_epoch": last,
+    }
 
 
 def write_summary(path: str, summary: dict[str, Any]) -> None:
@@ -196,6 +216,13 @@ def render_text(summary: dict[str, Any]) -> str:
                 f"{name[:16]:<16} {_fmt(row.get('precision')):>9} {_fmt(row.get('recall')):>8} "
                 f"{_fmt(row.get('f1')):>8} {_fmt(row.get('auc')):>8} {_fmt(int(row.get('support') or 0)):>8}"
             )
+    training = summary.get("training")
+    if training and training.get("last_epoch"):
+        figures = ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(training["last_epoch"].items()))
+        lines.append("")
+        lines.append(f"Trainer, last of {training['epochs']} epochs, on the {'/'.join(training['eval_splits'])} split: {figures}")
+        if "validation" in training["eval_splits"]:
+            lines.append("The gate above scored the test split, which training never saw.")
     lines.append("")
     status = summary["status"]
     if status == "pushed" and summary["pushed"].get("already_in_service"):

@@ -221,3 +221,76 @@ def test_bad_settings_are_a_usage_error(tmp_path, demo_dir):
     proc = textops_cli("run", "--data", str(demo_dir), "--output", str(tmp_path), "--set", "training.epochz=2")
     assert proc.returncode == 2
     assert "training.epochz: unknown setting" in proc.stderr
+
+
+def test_three_files_train_on_validation_and_gate_on_test(tmp_path):
+    """train.csv + validation.csv + test.csv: the Trainer's history is on validation, the gate on
+    test, and nothing of the test split reaches training (vocabularies are built on train)."""
+    from textops.demo import generate
+
+    data = generate(tmp_path / "data", train_rows=600, test_rows=300, seed=4)
+    rows = read_csv(data / "test.csv")
+    marker = "zqxjtestonly"
+    write_csv(data / "validation.csv", [(r["text"], r["label"]) for r in rows[:100]])
+    write_csv(data / "test.csv", [(f"{r['text']} {marker}", r["label"]) for r in rows[100:]])
+    out = tmp_path / "run"
+    proc = textops_cli("run", "--data", str(data), "--output", str(out), *FAST)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = summary(out)
+    assert (result["data"]["train_examples"], result["data"]["validation_examples"], result["data"]["eval_examples"]) == (600, 100, 200)
+    assert "validation" in result["data"]["split"]
+    assert result["training"]["eval_splits"] == ["validation"] and result["training"]["last_epoch"]["accuracy"] > 0.5
+    assert sum(int(row["support"]) for row in result["per_class"].values()) == 200  # the gate scored test
+    assert "on the validation split" in proc.stdout and "training never saw" in proc.stdout
+    assets = [p for p in (out / "pipeline_root" / "Transform").rglob("*") if p.is_file() and "assets" in p.parts]
+    assert assets and not any(marker in p.read_text(errors="ignore") for p in assets)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", pytest.param("parquet", marks=pytest.mark.slow)])
+def test_the_same_data_as_json_lines_or_parquet_gives_the_same_splits_and_metrics(first_run, demo_dir, tmp_path, fmt):
+    from tests.unit.test_formats import write_jsonl, write_parquet
+
+    data = tmp_path / "data"
+    for split in ("train", "test"):
+        rows = [(r["text"], r["label"]) for r in read_csv(demo_dir / f"{split}.csv")]
+        if fmt == "jsonl":
+            write_jsonl(data / f"{split}.jsonl.gz", rows, gz=True)
+        else:
+            write_parquet(data / f"{split}.parquet", rows, row_group_size=128)
+    out = tmp_path / "run"
+    proc = textops_cli("run", "--data", str(data), "--output", str(out), *FAST)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    csv_run, this_run = summary(first_run[0]), summary(out)
+    assert this_run["data"]["format"] == fmt
+    for key in ("train_examples", "eval_examples"):
+        assert this_run["data"][key] == csv_run["data"][key], key
+    assert {m: round(r["value"], 6) for m, r in this_run["metrics"].items()} == {
+        m: round(r["value"], 6) for m, r in csv_run["metrics"].items()
+    }
+
+
+def test_integer_labels_with_label_names_serve_names(demo_dir, tmp_path):
+    import tensorflow as tf
+
+    from textops.demo import CLASSES
+
+    data = tmp_path / "data"
+    for split in ("train", "test"):
+        rows = [(r["text"], str(CLASSES.index(r["label"]))) for r in read_csv(demo_dir / f"{split}.csv")]
+        write_csv(data / f"{split}.csv", rows)
+    names = tmp_path / "classes.txt"
+    names.write_text("\n".join(CLASSES) + "\n")
+    out = tmp_path / "run"
+    proc = textops_cli("run", "--data", str(data), "--output", str(out), *FAST, "--set", f"data.label_names={names}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = summary(out)
+    assert set(result["per_class"]) == set(CLASSES)  # the gate's per-class table uses names
+    (version,) = model_repository.list_versions(str(out / "model_repository"), "text_classifier")
+    served = tf.saved_model.load(version.path).signatures["serving_default"]
+    answer = served(text=tf.constant(["I was charged twice for my subscription", "my package has not arrived yet"]))
+    assert [v.decode() for v in answer["label"].numpy()] == ["billing", "shipping"]
+    assert sorted(v.decode() for v in answer["classes"].numpy()[0]) == sorted(CLASSES)
+    # A label the names do not cover is refused before the pipeline starts.
+    write_csv(data / "train.csv", [("hello", "7"), ("bye", "1")])
+    proc = textops_cli("run", "--data", str(data), "--output", str(tmp_path / "bad"), "--set", f"data.label_names={names}")
+    assert proc.returncode == 3 and "data.label_names maps only the integers 0..3 (4 names)" in proc.stdout + proc.stderr

@@ -384,3 +384,31 @@ def test_the_image_runs_the_entrypoint_and_carries_the_beam_boot():
     assert "textops.pipelines.kfp_entrypoint" in dockerfile and "TF_USE_LEGACY_KERAS=1" in dockerfile
     beam = [l for l in (DEPLOY.parents[1] / "constraints.txt").read_text().splitlines() if l.startswith("apache-beam")]
     assert beam and f"ARG BEAM_VERSION={beam[0].split('==')[1]}" in dockerfile
+
+
+def test_a_validation_pattern_compiles_to_a_third_split_the_trainer_evaluates_on(tmp_path):
+    _, spec, _ = _compile(tmp_path, ["kubeflow.train_pattern=train.csv", "kubeflow.eval_pattern=test.csv",
+                                     "kubeflow.validation_pattern=validation.csv"])
+    tasks = spec.root.dag.tasks
+    config = json.loads(tasks["CsvExampleGen"].inputs.parameters["input_config"].runtime_value.constant.string_value)
+    assert [(s["name"], s["pattern"]) for s in config["splits"]] == [
+        ("train", "train.csv"), ("validation", "validation.csv"), ("eval", "test.csv")]
+    eval_args = json.loads(tasks["Trainer"].inputs.parameters["eval_args"].runtime_value.constant.string_value)
+    assert eval_args["splits"] == ["validation"]
+    with pytest.raises(kubeflow_runner.CompileError, match="validation_pattern needs"):
+        _compile(tmp_path, ["kubeflow.validation_pattern=validation.csv"])
+
+
+@pytest.mark.parametrize("fmt, executor", [("jsonl", "JsonLinesExecutor"), ("parquet", "ParquetExecutor")])
+def test_json_lines_and_parquet_compile_to_a_file_based_example_gen(tmp_path, fmt, executor):
+    from textops.pipelines import kfp_entrypoint
+
+    _, spec, _ = _compile(tmp_path, [f"data.format={fmt}"])
+    tasks = spec.root.dag.tasks
+    assert "FileBasedExampleGen" in tasks and not tasks["FileBasedExampleGen"].caching_options.enable_cache
+    args = executors(spec)["FileBasedExampleGen_executor"]["container"]["args"]
+    path = args[args.index("--executor_class_path") + 1]
+    assert path == f"textops.components.example_gen.{executor}"
+    assert kfp_entrypoint.is_file_based_example_gen(path)  # the entrypoint runs ExampleGen's driver for it
+    config = json.loads(tasks["FileBasedExampleGen"].inputs.parameters["input_config"].runtime_value.constant.string_value)
+    assert config["splits"][0]["pattern"] == {"jsonl": "*.jsonl*", "parquet": "*.parquet"}[fmt]
