@@ -199,15 +199,21 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return parser.parse_known_args(argv)
 
 
-def run(argv: list[str]) -> None:
+def _executor_input(args: argparse.Namespace):
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    executor_input = pipeline_spec_pb2.ExecutorInput()
+    json_format.Parse(args.json_serialized_invocation_args, executor_input, ignore_unknown_fields=True)
+    return executor_input
+
+
+def run(args: argparse.Namespace, beam_args: list[str], executor_input) -> None:
     """Prepares the executor input, runs TFX's executor entrypoint on it, finalizes its output."""
     from google.protobuf import json_format
     from kfp.pipeline_spec import pipeline_spec_pb2
     from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor
 
-    args, beam_args = _parse(argv)
-    executor_input = pipeline_spec_pb2.ExecutorInput()
-    json_format.Parse(args.json_serialized_invocation_args, executor_input, ignore_unknown_fields=True)
     inputs_spec = None
     if args.json_serialized_inputs_spec_args:
         inputs_spec = pipeline_spec_pb2.ComponentInputsSpec()
@@ -231,24 +237,16 @@ def run(argv: list[str]) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    executor = "?"
-    if "--executor_class_path" in argv[:-1]:
-        executor = argv[argv.index("--executor_class_path") + 1]
+    args, beam_args = _parse(sys.argv[1:] if argv is None else argv)
     output_file = None
     try:
-        from google.protobuf import json_format
-        from kfp.pipeline_spec import pipeline_spec_pb2
-
-        args, _ = _parse(argv)
-        probe = pipeline_spec_pb2.ExecutorInput()
-        json_format.Parse(args.json_serialized_invocation_args, probe, ignore_unknown_fields=True)
-        output_file = probe.outputs.output_file or None
-        run(argv)
+        executor_input = _executor_input(args)
+        output_file = executor_input.outputs.output_file or None
+        run(args, beam_args, executor_input)
     except SystemExit:
         raise
     except BaseException as exc:  # noqa: BLE001  (every failure must fail the task, with its cause)
-        print(f"textops: task failed in {executor}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        print(f"textops: task failed in {args.executor_class_path}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         traceback.print_exc()
         _remove_quietly(output_file)
         return 1

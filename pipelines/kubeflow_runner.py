@@ -249,17 +249,14 @@ def check_storage(settings: Settings, data_root: str, vertex: bool = False) -> N
 
 def _root_parameter_defaults(pipeline) -> dict[str, Any]:
     """The default of every RuntimeParameter of the pipeline (the settings' values)."""
-    from tfx.dsl.placeholder import placeholder as ph
     from tfx.orchestration import data_types
 
-    defaults: dict[str, Any] = {}
-    for component in pipeline.components:
-        for value in component.exec_properties.values():
-            if isinstance(value, data_types.RuntimeParameter):
-                defaults[value.name] = value.default
-            elif isinstance(value, ph.Placeholder):  # pragma: no cover - not used by this pipeline
-                continue
-    return defaults
+    return {
+        value.name: value.default
+        for component in pipeline.components
+        for value in component.exec_properties.values()
+        if isinstance(value, data_types.RuntimeParameter)
+    }
 
 
 def _json_value(value: Any) -> Any:
