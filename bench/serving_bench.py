@@ -184,7 +184,7 @@ def in_process(model_dir: str, texts: list[str], n: int) -> dict:
 
 def train_demo_model(workdir: Path) -> str:
     from textops.components import bare, training
-    from textops.demo import generate
+    from textops.pipelines.demo_data import generate
 
     data = Path(generate(workdir / "data", train_rows=600, test_rows=150))
     with open(data / "train.csv", encoding="utf-8") as f:
@@ -194,7 +194,7 @@ def train_demo_model(workdir: Path) -> str:
 
 
 def demo_texts(workdir: Path) -> list[str]:
-    from textops.demo import generate
+    from textops.pipelines.demo_data import generate
 
     data = Path(generate(workdir / "texts", train_rows=50, test_rows=300))
     with open(data / "test.csv", encoding="utf-8") as f:

@@ -196,7 +196,8 @@ def main() -> int:
     rows: list[tuple[str, str]] = []
     conn_cfg = {} if args.old_config else {"connections": FAST, "repository": {"settle_s": 1.0, "load_retry_interval_s": 0.5}}
     try:
-        from textops import demo, model_repository
+        from textops import model_repository
+        from textops.pipelines import demo_data as demo
         from textops.components import bare, training
 
         data = Path(demo.generate(work / "demo", train_rows=600, test_rows=150))

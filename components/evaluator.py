@@ -227,3 +227,38 @@ class Evaluator(base_beam_component.BaseBeamComponent):
             **{threshold_key(m): v for m, v in (thresholds or {}).items()},
         )
         super().__init__(spec=spec)
+
+
+CANDIDATE_NAME = "candidate"
+BASELINE_NAME = "baseline"
+
+
+def load_evaluation(evaluation_uri: str) -> dict[str, Any]:
+    """Overall-slice metric values per model ('candidate', 'baseline') and the validation result."""
+    import tensorflow_model_analysis as tfma
+
+    values: dict[str, dict[str, float]] = {}
+    for slice_metrics in tfma.load_metrics(evaluation_uri):
+        if slice_metrics.slice_key.single_slice_keys:
+            continue  # overall slice only here; the model-analysis report shows the others
+        for kv in slice_metrics.metric_keys_and_values:
+            if kv.key.is_diff:
+                continue
+            model = BASELINE_NAME if kv.key.model_name == BASELINE_NAME else CANDIDATE_NAME
+            if kv.value.HasField("double_value"):
+                values.setdefault(model, {})[kv.key.name] = kv.value.double_value.value
+    validation = tfma.load_validation_result(evaluation_uri)
+    failures = []
+    for per_slice in validation.metric_validations_per_slice:
+        for failure in per_slice.failures:
+            failures.append(
+                {
+                    "metric": failure.metric_key.name,
+                    "is_diff": failure.metric_key.is_diff,
+                    "value": failure.metric_value.double_value.value
+                    if failure.metric_value.HasField("double_value")
+                    else None,
+                    "message": failure.message,
+                }
+            )
+    return {"values": values, "validation_ok": validation.validation_ok, "failures": failures}

@@ -20,9 +20,10 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from textops import features
-from textops.settings import Settings, dataclass_from_config
+from textops.config import dataclass_from_config
+from textops.settings import Settings
 from textops.components import text as text_ops
-from textops.components import transformer as transformer_lib
+from textops.components import encoder_format
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +107,7 @@ def token_ids(text: tf.Tensor, config: TransformConfig) -> tf.SparseTensor:
 def piece_ids(text: tf.Tensor, config: TransformConfig) -> tf.Tensor:
     """``[batch, sequence_length]`` piece ids of the transformer (see ``text.pieces``)."""
     if config.pretrained_encoder:
-        vocabulary, word_pieces = transformer_lib.read_vocabulary(config.pretrained_encoder)
+        vocabulary, word_pieces = encoder_format.read_vocabulary(config.pretrained_encoder)
         lookups = text_ops.VocabularyLookups(vocabulary, word_pieces)
         return text_ops.pieces(
             text, lookups.word_lookup, lookups.char_lookup, word_pieces, config.sequence_length, config.max_tokens

@@ -23,7 +23,9 @@ from tfx.utils import json_utils
 from tfx_bsl.public import tfxio
 
 from textops import features
-from textops.settings import ENCODER_SIZES, Settings, coerce_hyperparameter, dataclass_from_config
+from textops.config import dataclass_from_config
+from textops.settings import Settings
+from textops.tuning import ENCODER_SIZES, coerce_hyperparameter
 from textops.components import distribution, model as model_lib, training
 from textops.components import text as text_ops, transformer as transformer_lib
 

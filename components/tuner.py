@@ -21,7 +21,9 @@ import tf_keras as keras
 from keras_tuner.engine import base_tuner, trial as trial_lib
 from tfx.components.tuner.component import TunerFnResult
 
-from textops.settings import TUNABLE_HYPERPARAMETERS, Settings, dataclass_from_config
+from textops.config import dataclass_from_config
+from textops.settings import Settings
+from textops.tuning import TUNABLE_HYPERPARAMETERS
 from textops.components import distribution, training
 from textops.components import trainer as trainer_lib
 

@@ -18,7 +18,6 @@ Charts are PNG images embedded as base64: the page needs no Jupyter, JavaScript 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -30,6 +29,7 @@ import numpy as np
 from textops import features
 from textops.monitoring import curves
 from textops.monitoring.htmlpage import esc, figure_png, fmt, page, table
+from textops.summary import RunSummary, read_summary
 
 log = logging.getLogger(__name__)
 REPORT_NAME = "analysis_report.html"
@@ -244,7 +244,7 @@ def _curves_html(labels: Sequence[str], models: dict[str, tuple[np.ndarray, list
     return "".join(parts)
 
 
-def _score_models(art: Any, summary: dict[str, Any]) -> tuple[Optional[list[str]], dict[str, tuple[np.ndarray, list[str]]], list[str]]:
+def _score_models(art: Any, summary: RunSummary) -> tuple[Optional[list[str]], dict[str, tuple[np.ndarray, list[str]]], list[str]]:
     from textops.monitoring.reference import score
 
     notes: list[str] = []
@@ -253,8 +253,7 @@ def _score_models(art: Any, summary: dict[str, Any]) -> tuple[Optional[list[str]
         return None, {}, notes
     texts, labels = art.eval_examples()
     models = {"candidate": score(art.candidate_model, texts)}
-    baseline = summary.get("baseline") or {}
-    base_path = Path(baseline["path"]) if baseline.get("path") else None
+    base_path = Path(summary.baseline.path) if summary.baseline and summary.baseline.path else None
     if base_path is not None and (base_path / "saved_model.pb").is_file():
         models["baseline"] = score(base_path, texts)
     elif base_path is not None:
@@ -263,31 +262,30 @@ def _score_models(art: Any, summary: dict[str, Any]) -> tuple[Optional[list[str]
 
 
 # -- the page ---------------------------------------------------------------------------------------
-def _gate_html(summary: dict[str, Any], validation: Optional[dict[str, Any]]) -> str:
-    blessed = summary.get("blessed")
+def _gate_html(summary: RunSummary, validation: Optional[dict[str, Any]]) -> str:
+    blessed = summary.blessed
     if blessed:
         badge = '<span class="tx-badge tx-ok">BLESSED</span>'
     elif blessed is None:
         badge = '<span class="tx-badge tx-warn">NOT EVALUATED</span>'
     else:
         badge = '<span class="tx-badge tx-alert">NOT BLESSED</span>'
-    parts = [f"<p>{badge} &nbsp; status: {esc(summary.get('status'))}</p>"]
-    pushed = summary.get("pushed")
-    if pushed:
-        parts.append(f"<p>Pushed as version {esc(pushed.get('version'))}.</p>")
-    baseline = summary.get("baseline")
+    parts = [f"<p>{badge} &nbsp; status: {esc(str(summary.status))}</p>"]
+    if summary.pushed:
+        parts.append(f"<p>Pushed as version {esc(summary.pushed.version)}.</p>")
+    baseline = summary.baseline
     parts.append(
-        f"<p>Compared with the model in service: version {esc(baseline['version'])}.</p>"
+        f"<p>Compared with the model in service: version {esc(baseline.version)}.</p>"
         if baseline
         else "<p>No model was in service: thresholds only (no baseline comparison).</p>"
     )
-    reasons = summary.get("reasons") or []
+    reasons = summary.reasons
     if blessed:
         parts.append("<p>Why blessed: every gated metric met its threshold" + (" and stayed within the change tolerance of the baseline." if baseline else ".") + "</p>")
     elif reasons:
         parts.append("<p>Why not blessed:</p><ul>" + "".join(f"<li>{esc(r)}</li>" for r in reasons) + "</ul>")
     rows = []
-    for name, row in (summary.get("metrics") or {}).items():
+    for name, row in summary.metrics.items():
         gate = "-"
         if "passed_threshold" in row:
             ok = row["passed_threshold"] and row.get("passed_change", True)
@@ -295,7 +293,7 @@ def _gate_html(summary: dict[str, Any], validation: Optional[dict[str, Any]]) ->
         rows.append((esc(name), fmt(row.get("value")), fmt(row.get("threshold")), fmt(row.get("baseline")), fmt(row.get("change")), gate))
     if rows:
         parts.append(table(["metric", "value", "threshold", "baseline", "change", "gate"], rows, raw=True))
-    tolerance = ((summary.get("settings") or {}).get("evaluation") or {}).get("change_tolerance")
+    tolerance = summary.setting("evaluation", "change_tolerance")
     if tolerance is not None:
         parts.append(f'<p class="tx-muted">Change tolerance against the baseline: {fmt(tolerance)} (absolute).</p>')
     if validation is not None and validation.get("failures"):
@@ -306,24 +304,24 @@ def _gate_html(summary: dict[str, Any], validation: Optional[dict[str, Any]]) ->
     return "".join(parts)
 
 
-def render_analysis_html(run_dir: os.PathLike, summary: dict[str, Any]) -> str:
+def render_analysis_html(run_dir: os.PathLike, summary: RunSummary) -> str:
     from textops.monitoring.config import MonitorError
     from textops.monitoring.reference import run_artifacts
 
     notes: list[str] = []
-    title = f"Model analysis: {summary.get('model_name', 'model')} (run {summary.get('run_id')})"
+    title = f"Model analysis: {summary.model_name or 'model'} (run {summary.run_id})"
     body = [f"<h1>{esc(title)}</h1>", '<p class="tx-muted">']
-    data = summary.get("data") or {}
+    data = summary.data
     body.append(
         esc(f"data {data.get('path')}: {data.get('train_examples')} train / {data.get('eval_examples')} eval examples; "
-            f"wall time {summary.get('wall_seconds')} s")
+            f"wall time {summary.wall_seconds} s")
     )
     body.append("</p><h2>Gate: thresholds, baseline, blessing</h2>")
-    evaluation_uri = summary.get("evaluation_uri")
+    evaluation_uri = summary.evaluation_uri
     validation = None
     slices: dict[str, Any] = {}
     if evaluation_uri and Path(evaluation_uri).is_dir():
-        from textops.summary import load_evaluation
+        from textops.components.evaluator import load_evaluation
 
         validation = load_evaluation(evaluation_uri)
         slices = load_slices(evaluation_uri)
@@ -338,10 +336,10 @@ def render_analysis_html(run_dir: os.PathLike, summary: dict[str, Any]) -> str:
     labels, models, score_notes = _score_models(art, summary)
     notes.extend(score_notes)
     confusions = {name: confusion_rows(labels, probs, classes) for name, (probs, classes) in models.items()} if labels is not None else {}
-    label_feature = ((summary.get("settings") or {}).get("data") or {}).get("label_column") or features.DEFAULT_LABEL_COLUMN
+    label_feature = summary.setting("data", "label_column") or features.DEFAULT_LABEL_COLUMN
     body.append("<h2>Metrics per slice (TFMA)</h2>")
     body.append(_slices_html(slices, label_feature, confusions) if slices else "<p>No TFMA metrics.</p>")
-    per_class = summary.get("per_class") or {}
+    per_class = summary.per_class
     if per_class:
         body.append("<h2>Per class (overall slice)</h2>")
         body.append(
@@ -360,7 +358,7 @@ def render_analysis_html(run_dir: os.PathLike, summary: dict[str, Any]) -> str:
         body.append(_curves_html(labels, models))
     body.append("<h2>Training curves</h2>")
     history = None
-    model_run = summary.get("model_run_uri")
+    model_run = summary.model_run_uri
     if model_run:
         history = curves.read_history(model_run)
     if history:
@@ -373,22 +371,17 @@ def render_analysis_html(run_dir: os.PathLike, summary: dict[str, Any]) -> str:
     return page(title, "".join(body))
 
 
-def write_analysis_report(run: Union[os.PathLike, str, dict], out_path: Optional[os.PathLike] = None) -> Path:
-    """Writes the report for a run directory (or its summary dict, which names the directory in
+def write_analysis_report(run: Union[os.PathLike, str, RunSummary], out_path: Optional[os.PathLike] = None) -> Path:
+    """Writes the report for a run directory (or its summary, which names the directory in
     ``output``) to ``out_path`` (default ``<run>/analysis_report.html``); returns the path."""
-    if isinstance(run, dict):
+    if isinstance(run, RunSummary):
         summary = run
-        if not summary.get("output"):
+        if not summary.output:
             raise ValueError("the run summary has no 'output' (run directory); pass the run directory instead")
-        run_dir = Path(summary["output"])
+        run_dir = Path(summary.output)
     else:
         run_dir = Path(run)
-        summary_path = run_dir / "run_summary.json"
-        if not summary_path.is_file():
-            raise FileNotFoundError(
-                f"{run_dir} is not a pipeline run directory (no run_summary.json); pass the --output of `textops run`"
-            )
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        summary = read_summary(run_dir)
     target = Path(out_path) if out_path is not None else run_dir / REPORT_NAME
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(render_analysis_html(run_dir, summary), encoding="utf-8")

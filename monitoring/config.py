@@ -17,38 +17,24 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from enum import IntEnum
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from textops.errors import TextOpsError
-from textops.settings import SettingsError, format_validation_error, read_config, set_path
-
-
-class MonitorExit(IntEnum):
-    """Exit codes of ``textops monitor`` (0-3 mean what they mean everywhere in this CLI)."""
-
-    OK = 0  # checks ran, no alert fired
-    FAILED = 1  # the monitor itself failed (I/O error, a bug)
-    USAGE = 2  # bad command line, settings, or a missing/invalid reference
-    NO_DATA = 3  # nothing to judge: the window is empty or below window.min_records
-    DRIFT = 5  # a drift alert fired (text, descriptors, predictions); takes precedence
-    QUALITY = 6  # a quality alert fired (labels fed back, or estimated without labels), no drift alert
-    SERVICE = 7  # only a service alert fired (error rate, p99 latency from the log)
+from textops.errors import ExitCode, TextOpsError
+from textops.config import ConfigError, StrictModel, load_model
 
 
 class MonitorError(TextOpsError):
     """A problem the person running the monitor can fix; the message says what and how."""
 
-    def __init__(self, message: str, exit_code: MonitorExit = MonitorExit.FAILED):
+    def __init__(self, message: str, exit_code: ExitCode = ExitCode.FAILED):
         super().__init__(message)
         self.exit_code = exit_code
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+_Section = StrictModel
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
@@ -247,16 +233,9 @@ def load_monitor_settings(
     """Settings from an optional YAML file, ``KEY=VALUE`` overrides, then explicit values
     (command-line options such as ``log=...``; ``None`` values are ignored)."""
     try:
-        data, source = read_config(config_file, overrides, what="monitor config")
-        for key, value in explicit.items():
-            if value is not None:
-                set_path(data, key.split("."), value)
-    except SettingsError as exc:
-        raise MonitorError(str(exc), MonitorExit.USAGE) from None
-    try:
-        return MonitorSettings.model_validate(data)
-    except ValidationError as err:
-        message = format_validation_error(
-            err, source, title="invalid monitor settings", unknown_hint="see docs/monitoring.md for every valid key"
+        return load_model(
+            MonitorSettings, config_file, overrides, explicit, what="monitor config",
+            title="invalid monitor settings", unknown_hint="see docs/monitoring.md for every valid key",
         )
-        raise MonitorError(message, MonitorExit.USAGE) from None
+    except ConfigError as exc:
+        raise MonitorError(str(exc), ExitCode.USAGE) from None

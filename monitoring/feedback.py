@@ -27,7 +27,8 @@ from typing import Any, Optional
 
 import pandas as pd
 
-from textops.monitoring.config import MonitorError, MonitorExit
+from textops.errors import ExitCode
+from textops.monitoring.config import MonitorError
 
 
 @dataclasses.dataclass
@@ -89,7 +90,7 @@ def read_feedback(path: os.PathLike, stats: Optional[FeedbackStats] = None) -> p
     if not p.is_file():
         raise MonitorError(
             f"feedback file {p} does not exist; give a JSONL or CSV file with request_id,label",
-            MonitorExit.USAGE,
+            ExitCode.USAGE,
         )
     rows: list[dict[str, Any]] = []
     text = p.read_text(encoding="utf-8", errors="replace")
@@ -98,7 +99,7 @@ def read_feedback(path: os.PathLike, stats: Optional[FeedbackStats] = None) -> p
         if reader.fieldnames is None or not {"request_id", "label"} <= set(reader.fieldnames):
             raise MonitorError(
                 f"feedback file {p} needs a header with request_id and label (found {reader.fieldnames})",
-                MonitorExit.USAGE,
+                ExitCode.USAGE,
             )
         items = enumerate(reader, 2)
         parsed = ((n, row, None) for n, row in items)

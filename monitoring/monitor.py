@@ -2,7 +2,7 @@
 
 ``run_monitor(settings)`` is the Python API (drift-triggered retraining calls it); it returns a
 ``MonitorResult`` whose ``verdict`` says whether drift was found, which checks fired, with what
-scores, and the exit status a scheduler acts on (``MonitorExit``).
+scores, and the exit status a scheduler acts on (``ExitCode``).
 """
 
 from __future__ import annotations
@@ -19,85 +19,14 @@ import numpy as np
 import pandas as pd
 
 from textops.monitoring import descriptors
-from textops.monitoring.config import MonitorError, MonitorExit, MonitorSettings
+from textops.errors import ExitCode
+from textops.monitoring.config import MonitorError, MonitorSettings
 from textops.monitoring.feedback import FeedbackStats, join_feedback, read_feedback
 from textops.monitoring.reference import Reference, load_reference
 from textops.monitoring.window import Window, load_window
+from textops.verdict import VERDICT_FILE, Alert, Verdict
 
 QUALITY_METRICS = ("accuracy", "precision", "recall", "f1", "auc")
-
-
-@dataclasses.dataclass
-class Alert:
-    kind: str  # drift | quality | service
-    check: str
-    message: str
-    value: Optional[float] = None
-    threshold: Optional[float] = None
-
-
-@dataclasses.dataclass
-class Verdict:
-    exit_code: int
-    alerts: list[Alert]
-    drift: dict[str, Any]
-    quality: dict[str, Any]
-    estimate: dict[str, Any]
-    service: dict[str, Any]
-    window: dict[str, Any]
-    feedback: dict[str, Any]
-    reference: dict[str, Any]
-    notes: list[str]
-    seconds: float = 0.0
-    timings: dict[str, float] = dataclasses.field(default_factory=dict)
-    outputs: dict[str, str] = dataclasses.field(default_factory=dict)
-
-    @property
-    def drifted(self) -> bool:
-        return any(a.kind == "drift" for a in self.alerts)
-
-    @property
-    def fired(self) -> list[str]:
-        return [f"{a.kind}:{a.check}" for a in self.alerts]
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["status"] = "alert" if self.alerts else "ok"
-        out["drifted"] = self.drifted
-        out["fired"] = self.fired
-        return _clean(out)
-
-    def line(self) -> str:
-        w = self.window
-        head = f"ALERT ({', '.join(self.fired)})" if self.alerts else "OK"
-        parts = [f"{head}: {w['records']} records {w['range']}"]
-        if w.get("corrupt_lines"):
-            parts.append(f"{w['corrupt_lines']} corrupt line(s) skipped")
-        d = self.drift
-        if d.get("columns"):
-            text = d["columns"].get("text")
-            if text:
-                parts.append(f"text drift score {text['score']:.3f} (>{text['threshold']:.2f} drifts)")
-            for name in ("prediction", "confidence"):
-                sig = (d.get("signals") or {}).get(name)
-                if sig and sig["fired"]:
-                    parts.append(f"{name} drift {sig['score']:.3f} (>{sig['limit']:.3f}): {sig['meaning']}")
-            parts.append(f"{d['drifted_count']}/{len(d['columns'])} columns drifted")
-        e = self.estimate
-        if e.get("metrics"):
-            acc = e["metrics"]["accuracy"]
-            parts.append(f"estimated accuracy {acc['value']:.3f} [{acc['low']:.3f}, {acc['high']:.3f}] (no labels)")
-        q = self.quality
-        if q.get("labelled"):
-            f1 = q["metrics"].get("f1")
-            shown = "n/a" if f1 is None or math.isnan(f1) else f"{f1:.3f}"
-            parts.append(f"f1 {shown} on {q['labelled']} labelled")
-        s = self.service
-        if s.get("error_rate") is not None:
-            parts.append(f"errors {100 * s['error_rate']:.1f}%")
-        if s.get("latency_p99_ms") is not None:
-            parts.append(f"p99 {s['latency_p99_ms']:.0f} ms")
-        return "; ".join(parts)
 
 
 @dataclasses.dataclass
@@ -109,24 +38,9 @@ class MonitorResult:
     window: Optional[Window] = None
 
 
-def _clean(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        v = float(value)
-        return None if math.isnan(v) or math.isinf(v) else v
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
-
-
 # -- quality ------------------------------------------------------------------------------------
 def _stats(frame: pd.DataFrame, classes: list[str]) -> Any:
-    from textops.components.metrics import ClassificationStats
+    from textops.components.classification import ClassificationStats
 
     stats = ClassificationStats(tuple(classes))
     index = {c: i for i, c in enumerate(classes)}
@@ -352,28 +266,34 @@ def _service(window: Window, settings: MonitorSettings, alerts: list[Alert]) -> 
     return out
 
 
-def run_monitor(
-    settings: MonitorSettings,
-    *,
-    now: Optional[float] = None,
-    reference: Optional[Reference] = None,
-    progress: Callable[[str], None] = lambda _: None,
-) -> MonitorResult:
-    """Runs every enabled check; raises ``MonitorError`` (with its exit code) when it cannot judge."""
-    started = time.perf_counter()
-    timings: dict[str, float] = {}
-    mark = [started]
+@dataclasses.dataclass
+class CheckResult:
+    """What one check found: its section of the verdict, its alerts, notes for the reader, and
+    the Evidently snapshot it rendered (if any). Checks share nothing else."""
 
-    def lap(name: str) -> None:
-        t = time.perf_counter()
-        timings[name] = t - mark[0]
-        mark[0] = t
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+    alerts: list[Alert] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+    snapshot: Any = None
+    result: Any = None  # the check's own result object (drift: textops.monitoring.drift.DriftResult)
 
-    if reference is None:
-        reference = load_reference(settings.reference, settings.model, progress)
-    lap("reference")
+
+@dataclasses.dataclass
+class PreparedWindow:
+    """The window's successful predictions joined with the fed-back labels (``target``)."""
+
+    window: Window
+    current: pd.DataFrame
+    versions: list[str]
+    feedback: Optional[FeedbackStats]
+    notes: list[str]
+
+
+def prepare_window(
+    settings: MonitorSettings, reference: Reference, now: Optional[float], progress: Callable[[str], None]
+) -> PreparedWindow:
+    """Reads the log window, refuses one too small to judge, and joins the feedback labels."""
     window = load_window(settings.log, settings.window, now)
-    lap("read_log")
     progress(f"window {window.describe()}: {len(window.frame)} records ({window.stats.corrupt} corrupt lines skipped)")
     notes: list[str] = []
     if window.stats.corrupt:
@@ -386,7 +306,7 @@ def run_monitor(
             f"the window {window.describe()} has {len(current)} successful predictions, fewer than "
             f"window.min_records={settings.window.min_records}: too few to judge drift. Widen the window "
             "or lower window.min_records.",
-            MonitorExit.NO_DATA,
+            ExitCode.NO_DATA,
         )
     unknown = sorted(set(current["prediction"].dropna()) - set(reference.classes))
     if unknown:
@@ -395,78 +315,87 @@ def run_monitor(
     ref_version = reference.meta.get("model_version")
     if ref_version is not None and any(not v.endswith(f"/{ref_version}") for v in versions):
         notes.append(f"the window was answered by {versions}; the reference was scored by version {ref_version}")
-
-    # feedback
-    fb_stats = FeedbackStats()
+    fb_stats = None
     current["target"] = None
     if settings.feedback is not None:
+        fb_stats = FeedbackStats()
         feedback = read_feedback(settings.feedback, fb_stats)
         targets = join_feedback(window.frame, feedback, fb_stats)
         current["target"] = targets.loc[current.index]
         notes.extend(fb_stats.messages())
+    return PreparedWindow(window, current, versions, fb_stats, notes)
 
+
+def check_service(window: Window, settings: MonitorSettings) -> CheckResult:
+    """Error rate and latency percentiles of the window, from the log."""
     alerts: list[Alert] = []
-    service = _service(window, settings, alerts)
-    lap("feedback_and_service")
+    return CheckResult(_service(window, settings, alerts), alerts)
 
-    # drift
-    drift_info: dict[str, Any] = {}
-    drift_result = None
-    if settings.drift.enabled:
-        from textops.monitoring.drift import drift_report
 
-        progress("descriptors and drift (Evidently)")
-        descriptors.add_descriptors(current, reference.vocabulary)
-        lap("descriptors")
-        drift_result = drift_report(reference.frame, current, settings.drift)
-        lap("drift")
-        cols = {c: dataclasses.asdict(v) for c, v in drift_result.columns.items()}
-        drift_info = {
-            "columns": cols,
-            "drifted_count": sum(v.drifted for v in drift_result.columns.values()),
-            "drifted_share": drift_result.drifted_share,
-            "dataset_drift": drift_result.dataset_drift,
-            "drift_share_limit": settings.drift.drift_share,
-            "rows_reference": drift_result.rows_reference,
-            "rows_current": drift_result.rows_current,
-            "window_duplicate_share": 1.0 - current["text"].nunique() / len(current),
-            "descriptor_means": {
-                d: {"reference": float(reference.frame[d].mean()), "window": float(current[d].mean())}
-                for d in (*descriptors.DESCRIPTORS, "confidence")
-            },
-            "prediction_share": {
-                "reference": reference.frame["prediction"].value_counts(normalize=True).to_dict(),
-                "window": current["prediction"].value_counts(normalize=True).to_dict(),
-            },
-        }
-        drifted = [c for c in drift_result.columns.values() if c.drifted]
-        text = drift_result.text_drift
-        if drift_result.dataset_drift:
-            names = ", ".join(f"{c.column} {c.score:.3f}" for c in drifted)
-            alerts.append(
-                Alert(
-                    "drift",
-                    "dataset",
-                    f"{len(drifted)}/{len(drift_result.columns)} columns drifted ({names}); the limit is a share of "
-                    f"{settings.drift.drift_share:.2f}",
-                    drift_result.drifted_share,
-                    settings.drift.drift_share,
-                )
+def check_drift(reference: Reference, current: pd.DataFrame, settings: MonitorSettings, lap: Callable[[str], None]) -> CheckResult:
+    """Evidently's per-column drift (text, descriptors, prediction, confidence) and the signals
+    that alert on their own. Adds the text descriptors to ``current``."""
+    alerts: list[Alert] = []
+    if not settings.drift.enabled:
+        return CheckResult()
+    from textops.monitoring.drift import drift_report
+
+    descriptors.add_descriptors(current, reference.vocabulary)
+    lap("descriptors")
+    drift_result = drift_report(reference.frame, current, settings.drift)
+    lap("drift")
+    cols = {c: dataclasses.asdict(v) for c, v in drift_result.columns.items()}
+    drift_info = {
+        "columns": cols,
+        "drifted_count": sum(v.drifted for v in drift_result.columns.values()),
+        "drifted_share": drift_result.drifted_share,
+        "dataset_drift": drift_result.dataset_drift,
+        "drift_share_limit": settings.drift.drift_share,
+        "rows_reference": drift_result.rows_reference,
+        "rows_current": drift_result.rows_current,
+        "window_duplicate_share": 1.0 - current["text"].nunique() / len(current),
+        "descriptor_means": {
+            d: {"reference": float(reference.frame[d].mean()), "window": float(current[d].mean())}
+            for d in (*descriptors.DESCRIPTORS, "confidence")
+        },
+        "prediction_share": {
+            "reference": reference.frame["prediction"].value_counts(normalize=True).to_dict(),
+            "window": current["prediction"].value_counts(normalize=True).to_dict(),
+        },
+    }
+    drifted = [c for c in drift_result.columns.values() if c.drifted]
+    text = drift_result.text_drift
+    if drift_result.dataset_drift:
+        names = ", ".join(f"{c.column} {c.score:.3f}" for c in drifted)
+        alerts.append(
+            Alert(
+                "drift",
+                "dataset",
+                f"{len(drifted)}/{len(drift_result.columns)} columns drifted ({names}); the limit is a share of "
+                f"{settings.drift.drift_share:.2f}",
+                drift_result.drifted_share,
+                settings.drift.drift_share,
             )
-        if text is not None and text.drifted and settings.drift.alert_on_text_drift:
-            alerts.append(
-                Alert(
-                    "drift",
-                    "text",
-                    f"text drift: a domain classifier tells window from reference texts with ROC AUC "
-                    f"{text.score:.3f} (threshold {text.threshold:.2f}; 0.5 means indistinguishable)",
-                    text.score,
-                    text.threshold,
-                )
+        )
+    if text is not None and text.drifted and settings.drift.alert_on_text_drift:
+        alerts.append(
+            Alert(
+                "drift",
+                "text",
+                f"text drift: a domain classifier tells window from reference texts with ROC AUC "
+                f"{text.score:.3f} (threshold {text.threshold:.2f}; 0.5 means indistinguishable)",
+                text.score,
+                text.threshold,
             )
-        drift_info["signals"] = _drift_signals(drift_result, reference.frame, current, settings, alerts)
+        )
+    drift_info["signals"] = _drift_signals(drift_result, reference.frame, current, settings, alerts)
+    return CheckResult(drift_info, alerts, snapshot=drift_result.snapshot, result=drift_result)
 
-    # quality
+
+def check_quality(reference: Reference, current: pd.DataFrame, settings: MonitorSettings) -> CheckResult:
+    """The gate's metrics on the window's labelled records, against minimums and the reference."""
+    alerts: list[Alert] = []
+    notes: list[str] = []
     quality_info: dict[str, Any] = {"labelled": 0}
     quality_snapshot = None
     labelled = current[current["target"].notna()]
@@ -518,24 +447,66 @@ def run_monitor(
             from textops.monitoring.drift import quality_report
 
             quality_snapshot = quality_report(reference.frame, known, reference.classes)
+    return CheckResult(quality_info, alerts, notes, snapshot=quality_snapshot)
 
+
+def check_estimate(reference: Reference, current: pd.DataFrame, settings: MonitorSettings, prior_shift: bool) -> CheckResult:
+    """The label-free performance estimate (CBPE) of the window, against the gate's thresholds."""
+    if not settings.estimate.enabled:
+        return CheckResult()
+    alerts: list[Alert] = []
+    notes: list[str] = []
+    info = _estimate(current, reference, settings, prior_shift, notes, alerts)
+    return CheckResult(info, alerts, notes)
+
+
+def verdict_exit_code(alerts: list[Alert]) -> ExitCode:
+    """Drift takes precedence over quality, quality over service."""
+    kinds = {a.kind for a in alerts}
+    for kind, code in (("drift", ExitCode.DRIFT), ("quality", ExitCode.QUALITY), ("service", ExitCode.SERVICE)):
+        if kind in kinds:
+            return code
+    return ExitCode.OK
+
+
+def run_monitor(
+    settings: MonitorSettings,
+    *,
+    now: Optional[float] = None,
+    reference: Optional[Reference] = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> MonitorResult:
+    """Runs every enabled check; raises ``MonitorError`` (with its exit code) when it cannot judge."""
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    mark = [started]
+
+    def lap(name: str) -> None:
+        t = time.perf_counter()
+        timings[name] = t - mark[0]
+        mark[0] = t
+
+    if reference is None:
+        reference = load_reference(settings.reference, settings.model, progress)
+    lap("reference")
+    prepared = prepare_window(settings, reference, now, progress)
+    window, current = prepared.window, prepared.current
+    lap("read_log")
+    service = check_service(window, settings)
+    lap("feedback_and_service")
+    if settings.drift.enabled:
+        progress("descriptors and drift (Evidently)")
+    drift = check_drift(reference, current, settings, lap)
+    quality = check_quality(reference, current, settings)
     lap("quality")
-    estimate_info: dict[str, Any] = {}
     if settings.estimate.enabled:
         progress("label-free performance estimate (CBPE)")
-        prior_shift = bool(((drift_info.get("signals") or {}).get("prediction") or {}).get("fired"))
-        estimate_info = _estimate(current, reference, settings, prior_shift, notes, alerts)
+    prior_shift = bool(((drift.info.get("signals") or {}).get("prediction") or {}).get("fired"))
+    estimate = check_estimate(reference, current, settings, prior_shift)
     lap("estimate")
-    kinds = {a.kind for a in alerts}
-    exit_code = (
-        MonitorExit.DRIFT
-        if "drift" in kinds
-        else MonitorExit.QUALITY
-        if "quality" in kinds
-        else MonitorExit.SERVICE
-        if "service" in kinds
-        else MonitorExit.OK
-    )
+    # alerts in the order the checks always reported them: service, drift, quality, estimate
+    alerts = [*service.alerts, *drift.alerts, *quality.alerts, *estimate.alerts]
+    notes = [*prepared.notes, *quality.notes, *estimate.notes]
     window_info = {
         "range": window.describe(),
         "start": window.start,
@@ -546,25 +517,25 @@ def run_monitor(
         "files": window.stats.files,
         "corrupt_lines": window.stats.corrupt,
         "corrupt_examples": list(window.stats.corrupt_examples),
-        "models": versions,
+        "models": prepared.versions,
     }
     reference_info = {k: v for k, v in reference.meta.items() if k != "classes"}
     reference_info.update({"rows": int(len(reference.frame)), "classes": reference.classes})
     verdict = Verdict(
-        exit_code=int(exit_code),
+        exit_code=verdict_exit_code(alerts),
         alerts=alerts,
-        drift=drift_info,
-        quality=quality_info,
-        estimate=estimate_info,
-        service=service,
+        drift=drift.info,
+        quality=quality.info or {"labelled": 0},
+        estimate=estimate.info,
+        service=service.info,
         window=window_info,
-        feedback=dataclasses.asdict(fb_stats) if settings.feedback is not None else {},
+        feedback=dataclasses.asdict(prepared.feedback) if prepared.feedback is not None else {},
         reference=reference_info,
         notes=notes,
         seconds=time.perf_counter() - started,
         timings=timings,
     )
-    return MonitorResult(verdict, drift_result.snapshot if drift_result else None, quality_snapshot, reference, window)
+    return MonitorResult(verdict, drift.snapshot, quality.snapshot, reference, window)
 
 
 def write_outputs(result: MonitorResult, output: os.PathLike) -> dict[str, str]:
@@ -575,7 +546,7 @@ def write_outputs(result: MonitorResult, output: os.PathLike) -> dict[str, str]:
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    paths = {"report": str(out / "report.html"), "verdict": str(out / "verdict.json")}
+    paths = {"report": str(out / "report.html"), "verdict": str(out / VERDICT_FILE)}
     if result.drift_snapshot is not None:
         paths["snapshot"] = str(out / "snapshot.json")
         Path(paths["snapshot"]).write_text(result.drift_snapshot.dumps(), encoding="utf-8")

@@ -25,7 +25,9 @@ import pandas as pd
 
 from textops import features
 from textops.monitoring import descriptors
-from textops.monitoring.config import MonitorError, MonitorExit
+from textops.errors import ExitCode
+from textops.monitoring.config import MonitorError
+from textops.summary import RunSummary, SummaryError, read_summary, summary_path
 
 REFERENCE_JSON = "reference.json"
 REFERENCE_DATA = "reference.parquet"
@@ -57,7 +59,7 @@ class Reference:
             raise MonitorError(
                 f"reference {d} is incomplete (missing {', '.join(missing)}); rebuild it from the run "
                 "directory or CSV it came from",
-                MonitorExit.USAGE,
+                ExitCode.USAGE,
             )
         meta = json.loads((d / REFERENCE_JSON).read_text(encoding="utf-8"))
         frame = pd.read_parquet(d / REFERENCE_DATA)
@@ -74,14 +76,14 @@ def _load_model(model_dir: os.PathLike) -> Any:
         raise MonitorError(
             f"{path} is not a SavedModel (no saved_model.pb); give the model version directory, "
             "e.g. model_repository/<name>/<version>",
-            MonitorExit.USAGE,
+            ExitCode.USAGE,
         )
     loaded = tf.saved_model.load(str(path))
     if features.SERVING_SIGNATURE not in loaded.signatures:
         raise MonitorError(
             f"SavedModel {path} has no {features.SERVING_SIGNATURE!r} signature (found "
             f"{sorted(loaded.signatures)}); export it with textops' exporter",
-            MonitorExit.USAGE,
+            ExitCode.USAGE,
         )
     return loaded
 
@@ -114,7 +116,7 @@ def model_vocabulary(model_dir: os.PathLike) -> frozenset[str]:
         raise MonitorError(
             f"model {model_dir} has no {features.TOKEN_VOCAB_NAME} asset, so the OOV share cannot be "
             "computed; use a model exported by the textops pipeline or bare trainer",
-            MonitorExit.USAGE,
+            ExitCode.USAGE,
         )
     with open(candidates[0], "rb") as f:
         return descriptors.unigram_vocabulary(f)
@@ -129,9 +131,9 @@ def build_reference(
     vocabulary: Optional[frozenset[str]] = None,
 ) -> Reference:
     if len(texts) != len(labels):
-        raise MonitorError(f"reference has {len(texts)} texts but {len(labels)} labels", MonitorExit.USAGE)
+        raise MonitorError(f"reference has {len(texts)} texts but {len(labels)} labels", ExitCode.USAGE)
     if len(texts) == 0:
-        raise MonitorError(f"reference {source} has no rows", MonitorExit.USAGE)
+        raise MonitorError(f"reference {source} has no rows", ExitCode.USAGE)
     probabilities, classes = score(model_dir, texts)
     vocabulary = vocabulary if vocabulary is not None else model_vocabulary(model_dir)
     frame = pd.DataFrame(
@@ -154,7 +156,7 @@ def _read_examples(split_dir: Path, text_key: str, label_key: str) -> tuple[list
 
     files = sorted(str(p) for p in split_dir.iterdir() if p.is_file())
     if not files:
-        raise MonitorError(f"no example files in {split_dir}", MonitorExit.USAGE)
+        raise MonitorError(f"no example files in {split_dir}", ExitCode.USAGE)
     compression = "GZIP" if files[0].endswith(".gz") else ""
     texts, labels = [], []
     for raw in tf.data.TFRecordDataset(files, compression_type=compression):
@@ -164,7 +166,7 @@ def _read_examples(split_dir: Path, text_key: str, label_key: str) -> tuple[list
             raise MonitorError(
                 f"examples in {split_dir} have no {text_key!r}/{label_key!r} features "
                 f"(found {sorted(feats)}); check data.text_column/label_column of the run",
-                MonitorExit.USAGE,
+                ExitCode.USAGE,
             )
         texts.append(feats[text_key].bytes_list.value[0].decode("utf-8", errors="replace"))
         label = feats[label_key]
@@ -177,7 +179,7 @@ class RunArtifacts:
     """Where a pipeline run keeps what monitoring and model analysis read."""
 
     run_dir: Path
-    summary: dict[str, Any]
+    summary: RunSummary
     eval_split: Path  # ExampleGen's Split-eval TFRecords
     candidate_model: Optional[Path]  # the Trainer's SavedModel (Format-Serving)
     serving_model: Optional[Path]  # the pushed model, else the candidate
@@ -192,25 +194,25 @@ def run_artifacts(run_dir: os.PathLike) -> RunArtifacts:
     from textops import mlmd
 
     run = Path(run_dir)
-    summary_path = run / "run_summary.json"
-    if not summary_path.is_file():
-        raise MonitorError(f"{run} is not a pipeline run directory (no run_summary.json)", MonitorExit.USAGE)
-    summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    data = (summary.get("settings") or {}).get("data") or {}
+    try:
+        summary = read_summary(run)
+    except SummaryError as exc:
+        raise MonitorError(str(exc), ExitCode.USAGE) from None
+    data = summary.settings.get("data") or {}
     store_path = run / "metadata.sqlite"
     if not store_path.is_file():
-        raise MonitorError(f"run {run} has no metadata.sqlite; was it made by `textops run`?", MonitorExit.USAGE)
+        raise MonitorError(f"run {run} has no metadata.sqlite; was it made by `textops run`?", ExitCode.USAGE)
     store = mlmd.connect_sqlite(str(store_path))
-    runs = mlmd.list_runs(store, summary.get("pipeline") or "textops")
-    record = next((r for r in runs if r.run_id == summary.get("run_id")), runs[-1] if runs else None)
+    runs = mlmd.list_runs(store, summary.pipeline or "textops")
+    record = next((r for r in runs if r.run_id == summary.run_id), runs[-1] if runs else None)
     if record is None:
-        raise MonitorError(f"run {run}: the metadata store records no pipeline run", MonitorExit.USAGE)
+        raise MonitorError(f"run {run}: the metadata store records no pipeline run", ExitCode.USAGE)
     examples = record.output("CsvExampleGen", "examples") or record.output("ImportExampleGen", "examples") or record.output("FileBasedExampleGen", "examples")
     if examples is None:
-        raise MonitorError(f"run {run}: no ExampleGen output recorded; the run did not get that far", MonitorExit.USAGE)
+        raise MonitorError(f"run {run}: no ExampleGen output recorded; the run did not get that far", ExitCode.USAGE)
     model = record.output("Trainer", "model")
     candidate = Path(model.uri) / "Format-Serving" if model is not None else None
-    serving = Path(summary["pushed"]["path"]) if summary.get("pushed") else candidate
+    serving = Path(summary.pushed.path) if summary.pushed else candidate
     return RunArtifacts(
         run_dir=run,
         summary=summary,
@@ -225,16 +227,16 @@ def run_artifacts(run_dir: os.PathLike) -> RunArtifacts:
 def reference_from_run(run_dir: os.PathLike) -> Reference:
     art = run_artifacts(run_dir)
     if art.serving_model is None:
-        raise MonitorError(f"run {run_dir} trained no model; nothing to monitor against", MonitorExit.USAGE)
+        raise MonitorError(f"run {run_dir} trained no model; nothing to monitor against", ExitCode.USAGE)
     texts, labels = art.eval_examples()
     ref = build_reference(texts, labels, art.serving_model, source=f"run {run_dir} (eval split)")
-    evaluation = (art.summary.get("settings") or {}).get("evaluation") or {}
+    evaluation = art.summary.settings.get("evaluation") or {}
     thresholds = {k: float(v) for k, v in (evaluation.get("thresholds") or {}).items() if v is not None}
     ref.meta.update(
         {
-            "model_name": art.summary.get("model_name"),
-            "model_version": (art.summary.get("pushed") or {}).get("version"),
-            "run_id": art.summary.get("run_id"),
+            "model_name": art.summary.model_name,
+            "model_version": art.summary.pushed_version,
+            "run_id": art.summary.run_id,
             # the gate's lower bounds (evaluation.thresholds): what the label-free estimate is held to
             "gate_thresholds": thresholds,
             "positive_label": evaluation.get("positive_label"),
@@ -248,17 +250,17 @@ def reference_from_csv(csv_path: os.PathLike, model_dir: Optional[os.PathLike]) 
         raise MonitorError(
             f"reference {csv_path} is a CSV: also give the model that should score it "
             "(--model model_repository/<name>/<version>)",
-            MonitorExit.USAGE,
+            ExitCode.USAGE,
         )
     try:
         frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     except (OSError, ValueError) as exc:
-        raise MonitorError(f"cannot read reference CSV {csv_path}: {exc}", MonitorExit.USAGE) from None
+        raise MonitorError(f"cannot read reference CSV {csv_path}: {exc}", ExitCode.USAGE) from None
     missing = {"text", "label"} - set(frame.columns)
     if missing:
         raise MonitorError(
             f"reference CSV {csv_path} needs columns text,label (missing {sorted(missing)}; found {list(frame.columns)})",
-            MonitorExit.USAGE,
+            ExitCode.USAGE,
         )
     return build_reference(frame["text"].tolist(), frame["label"].tolist(), model_dir, source=f"csv {csv_path}")
 
@@ -273,18 +275,18 @@ def load_reference(
         raise MonitorError(
             "no reference given: pass --reference RUN_DIR (a pipeline run), a saved reference "
             "directory, or a CSV with text,label plus --model",
-            MonitorExit.USAGE,
+            ExitCode.USAGE,
         )
     p = Path(path)
     if not p.exists():
         raise MonitorError(
             f"reference {p} does not exist; pass a pipeline run directory (with run_summary.json), "
             "a saved reference directory (with reference.json), or a CSV with text,label",
-            MonitorExit.USAGE,
+            ExitCode.USAGE,
         )
     if p.is_dir() and (p / REFERENCE_JSON).is_file():
         return Reference.load(p)
-    if p.is_dir() and (p / "run_summary.json").is_file():
+    if p.is_dir() and summary_path(p).is_file():
         progress(f"building the reference from run {p} (eval split, scored by its model)")
         return reference_from_run(p)
     if p.is_file() and p.suffix.lower() == ".csv":
@@ -293,5 +295,5 @@ def load_reference(
     raise MonitorError(
         f"reference {p} is none of: a saved reference directory (reference.json), a pipeline run "
         "directory (run_summary.json), a .csv file with text,label",
-        MonitorExit.USAGE,
+        ExitCode.USAGE,
     )

@@ -16,7 +16,8 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from textops.monitoring.config import MonitorError, MonitorExit, WindowSettings
+from textops.errors import ExitCode
+from textops.monitoring.config import MonitorError, WindowSettings
 from textops.prediction_log import ReadStats, iter_records, log_files
 
 COLUMNS = ("request_id", "index", "ts", "model", "version", "status", "text", "prediction", "confidence", "latency_ms")
@@ -46,20 +47,20 @@ class Window:
 
 def load_window(log: Optional[os.PathLike], settings: WindowSettings, now: Optional[float] = None) -> Window:
     if log is None:
-        raise MonitorError("no prediction log given: pass --log DIR (or set log: in the config)", MonitorExit.USAGE)
+        raise MonitorError("no prediction log given: pass --log DIR (or set log: in the config)", ExitCode.USAGE)
     try:
         files = log_files(log)
     except FileNotFoundError:
         raise MonitorError(
             f"prediction log {log} does not exist; point --log at the directory the server writes "
             "predictions-*.jsonl[.gz] into",
-            MonitorExit.USAGE,
+            ExitCode.USAGE,
         ) from None
     if not files:
         raise MonitorError(
             f"prediction log {log} holds no predictions-*.jsonl or predictions-*.jsonl.gz files; "
             "has the server logged anything yet, and is this the right directory?",
-            MonitorExit.NO_DATA,
+            ExitCode.NO_DATA,
         )
     start, end = settings.bounds(time.time() if now is None else now)
     stats = ReadStats()
@@ -113,6 +114,6 @@ def load_window(log: Optional[os.PathLike], settings: WindowSettings, now: Optio
         raise MonitorError(
             f"the window {window.describe()} is empty: {seen}. Widen it (e.g. --window 7d or "
             "--window all) or set window.since/window.until.",
-            MonitorExit.NO_DATA,
+            ExitCode.NO_DATA,
         )
     return window

@@ -21,7 +21,7 @@ from typing import Any, Optional, Sequence
 import yaml
 
 from textops import data as data_lib
-from textops.components import metrics as metrics_lib
+from textops.components.classification import HEADLINE_METRICS
 from textops.errors import TextOpsError
 from textops.settings import KubeflowBeamSettings, ResourceSettings, Settings, VolumeMount
 
@@ -31,7 +31,7 @@ TRAINING_NODES = (TRAINER, "Tuner")
 # The gate reads the model in service at run time: a cached Evaluator/Pusher would reuse a
 # decision taken against another baseline, so their caching is off on Kubeflow.
 UNCACHED = ("Evaluator", "Pusher")
-PARAMETERS = ("data_root", "epochs", *(f"min_{m}" for m in metrics_lib.HEADLINE_METRICS))
+PARAMETERS = ("data_root", "epochs", *(f"min_{m}" for m in HEADLINE_METRICS))
 # Open-source KFP never runs TFX's ExampleGen driver before its cache lookup, so ExampleGen's
 # cache key is only its parameters: new files at the same data_root would come back CACHED.
 EXAMPLE_GEN_NODES = ("CsvExampleGen", "ImportExampleGen", "FileBasedExampleGen")

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from textops import data as data_lib
-from textops import mlmd, model_repository, summary as summary_lib
+from textops import mlmd, model_repository
 from textops.errors import DataValidationError, ExitCode
 from textops.settings import DataSettings, Settings
+from textops.summary import RUN_ARCHIVE_DIR, SUMMARY_FILE, RunStatus, RunSummary
 
 ProgressFn = Callable[[str], None]
 
@@ -42,7 +43,7 @@ class RunPaths:
 
     @property
     def summary(self) -> Path:
-        return self.output / "run_summary.json"
+        return self.output / SUMMARY_FILE
 
     @property
     def staged_input(self) -> Path:
@@ -52,7 +53,7 @@ class RunPaths:
     @property
     def run_archive(self) -> Path:
         """Every run's summary, kept as ``<run_id>.json`` for ``textops runs``."""
-        return self.output / "runs"
+        return self.output / RUN_ARCHIVE_DIR
 
     @property
     def logs(self) -> Path:
@@ -139,7 +140,7 @@ def run_local(
     output: str | os.PathLike,
     progress: ProgressFn = print,
     checked: bool = False,
-) -> dict[str, Any]:
+) -> RunSummary:
     """Runs the whole pipeline; returns the summary (also written to run_summary.json).
 
     ``checked``: the caller already ran ``data.check_input`` on ``data_path`` (the CLI does,
@@ -199,20 +200,22 @@ def run_local(
         blessing = run.output("Evaluator", "blessing") if run else None
         pushed = run.output("Pusher", "pushed_model") if run else None
         if pushed is not None and pushed.prop("pushed", 0):
-            status, code = "pushed", ExitCode.OK
+            status, code = RunStatus.PUSHED, ExitCode.OK
         elif blessing is not None and not blessing.prop("blessed", 0):
-            status, code = "not_blessed", ExitCode.NOT_BLESSED
+            status, code = RunStatus.NOT_BLESSED, ExitCode.NOT_BLESSED
         else:
-            status, code = "blessed_not_pushed", ExitCode.FAILED
+            status, code = RunStatus.BLESSED_NOT_PUSHED, ExitCode.FAILED
         problems, message = None, None
     elif isinstance(error, DataValidationError):
-        status, code, problems, message = "data_invalid", ExitCode.DATA_INVALID, error.problems, str(error)
+        status, code, problems, message = RunStatus.DATA_INVALID, ExitCode.DATA_INVALID, error.problems, str(error)
     elif isinstance(error, KeyboardInterrupt):
-        status, code, problems, message = "interrupted", ExitCode.FAILED, None, "interrupted"
+        status, code, problems, message = RunStatus.INTERRUPTED, ExitCode.FAILED, None, "interrupted"
     else:
-        status, code, problems = "failed", ExitCode.FAILED, None
+        status, code, problems = RunStatus.FAILED, ExitCode.FAILED, None
         message = f"{type(error).__name__}: {error}"
-    summary = summary_lib.build_summary(
+    from textops.pipelines.summary import build_summary
+
+    summary = build_summary(
         settings,
         run,
         status,
@@ -223,19 +226,19 @@ def run_local(
         error=message,
         problems=problems,
     )
-    summary["output"] = str(paths.output)
-    summary["model_repository"] = paths.model_repository
-    summary_lib.write_summary(str(paths.summary), summary)
-    if summary.get("evaluation_uri"):
-        summary["analysis_report"] = _write_report(summary, progress)
-        summary_lib.write_summary(str(paths.summary), summary)
+    summary.output = str(paths.output)
+    summary.model_repository = paths.model_repository
+    summary.write(paths.summary)
+    if summary.evaluation_uri:
+        summary.analysis_report = _write_report(summary, progress)
+        summary.write(paths.summary)
     if run is not None and run.create_time_ms >= started_wall_ms - 1000:  # this run, not a previous one
         paths.run_archive.mkdir(exist_ok=True)
-        summary_lib.write_summary(str(paths.run_archive / f"{summary['run_id']}.json"), summary)
+        summary.write(paths.run_archive / f"{summary.run_id}.json")
     return summary
 
 
-def _write_report(summary: dict[str, Any], progress: ProgressFn) -> Optional[str]:
+def _write_report(summary: RunSummary, progress: ProgressFn) -> Optional[str]:
     """The model-analysis HTML page after every evaluation; a report problem never fails the run."""
     from textops.monitoring.analysis_report import write_analysis_report
 

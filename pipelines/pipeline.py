@@ -16,7 +16,7 @@ from tfx.proto import example_gen_pb2
 
 from textops import model_repository
 from textops.components import evaluator as evaluator_lib
-from textops.components import infra_validator as infra_validator_lib
+from textops.serving import infra_validator as infra_validator_lib
 from textops.components import preprocessing, pusher as pusher_lib, trainer as trainer_lib, validation
 from textops.components import tuner as tuner_lib
 from tfx.components.example_gen.component import FileBasedExampleGen

@@ -26,14 +26,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Literal, Optional, Sequence
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-
-class ConfigError(ValueError):
-    """The serving config file or flags are invalid; the message says which key and why."""
+from textops.config import ConfigError, load_model  # noqa: F401 - ConfigError: what load_config raises
 
 
 class _Strict(BaseModel):
@@ -174,34 +171,15 @@ class ServerConfig(_Strict):
         return self.models.get(model_name) or ModelPolicy()
 
 
-def load_config(path: Optional[Path] = None, **overrides) -> ServerConfig:
-    """Reads ``path`` (YAML) if given, applies ``overrides`` (flag values; None = not given)."""
-    data: dict = {}
-    if path is not None:
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = yaml.safe_load(f) or {}
-        except OSError as exc:
-            raise ConfigError(f"cannot read serving config {path}: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"serving config {path} is not valid YAML: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"serving config {path} must be a mapping, got {type(data).__name__}")
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        if key == "models":
-            if value:  # --model NAME: serve only these (keep their policies from the file)
-                known = data.get("models") or {}
-                data["models"] = {name: known.get(name, {}) for name in value}
-        elif "." in key:
-            section, sub = key.split(".", 1)
-            data.setdefault(section, {})[sub] = value
-        else:
-            data[key] = value
-    try:
-        return ServerConfig.model_validate(data)
-    except ValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors()]
-        where = f" in {path}" if path else ""
-        raise ConfigError(f"invalid serving config{where}:\n" + "\n".join(lines)) from None
+def load_config(path: Optional[Path] = None, overrides: Sequence[str] = (), **flags: Any) -> ServerConfig:
+    """Reads ``path`` (YAML) if given, applies ``overrides`` (``--set KEY=VALUE``) and then
+    ``flags`` (command-line values, dotted keys; None = not given). ``models=[...]`` serves only
+    those models (keeping their policies from the file)."""
+    models = flags.pop("models", None)
+    cfg = load_model(
+        ServerConfig, path, overrides, flags, what="serving config",
+        title="invalid serving config", unknown_hint="see docs/serving.md for every valid key",
+    )
+    if models:
+        cfg = cfg.model_copy(update={"models": {name: cfg.models.get(name) or ModelPolicy() for name in models}})
+    return cfg

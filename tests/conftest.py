@@ -39,7 +39,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory) -> Path:
     """A small demo dataset (train.csv/test.csv), generated once per session."""
-    from textops.demo import generate
+    from textops.pipelines.demo_data import generate
 
     return generate(tmp_path_factory.mktemp("demo_data"), train_rows=600, test_rows=200, seed=3)
 

@@ -1,4 +1,4 @@
-"""Errors that reach the user, and the CLI's exit codes."""
+"""Errors that reach the user, and the exit codes of every ``textops`` command (one scheme)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,18 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    OK = 0  # blessed and pushed (or: nothing to do)
-    FAILED = 1  # the run failed (a component raised, an I/O error, ...)
+    """Exit codes of every command; 0-3 mean the same everywhere, 4-8 belong to one command each."""
+
+    OK = 0  # blessed and pushed; nothing to do; no alert
+    FAILED = 1  # the command failed (a component raised, an I/O error, ...)
     USAGE = 2  # bad command line or settings (click uses 2 for usage errors too)
     DATA_INVALID = 3  # input data rejected before training (preflight or ExampleValidator gate)
-    NOT_BLESSED = 4  # trained and evaluated, but the gate did not bless it: nothing pushed
+    NO_DATA = 3  # monitor: nothing to judge (empty window, below window.min_records); same code as DATA_INVALID
+    NOT_BLESSED = 4  # run: trained and evaluated, but the gate did not bless it; nothing pushed
+    DRIFT = 5  # monitor: a drift alert fired (text, descriptors, predictions); takes precedence
+    QUALITY = 6  # monitor: a quality alert fired (labels fed back, or estimated), no drift alert
+    SERVICE = 7  # monitor: only a service alert fired (error rate, p99 latency)
+    BUSY = 8  # schedule/retrain: another run holds the lock on this output; nothing was started
 
 
 class TextOpsError(Exception):

@@ -6,23 +6,26 @@ silently fall back to a default.
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from textops import features
+from textops.config import ConfigError, StrictModel, load_model, parse_override, read_config  # noqa: F401 - re-exported
+from textops.tuning import (  # noqa: F401 - re-exported: the search space is part of the settings
+    ENCODER_SIZES,
+    TUNABLE_HYPERPARAMETERS,
+    HyperparameterSpec,
+    coerce_hyperparameter,
+    default_search_space,
+)
 
 
-class SettingsError(ValueError):
-    """A configuration file or override is invalid; the message says where and why."""
+SettingsError = ConfigError  # the name the pipeline's callers know
 
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+_Section = StrictModel
 
 
 class SpanSettings(_Section):
@@ -147,132 +150,6 @@ class TrainingSettings(_Section):
     shuffle_buffer: int = Field(100_000, ge=1)
 
 
-@dataclasses.dataclass(frozen=True)
-class Tunable:
-    """A hyperparameter the Tuner may search: a ``TrainerConfig`` field of the same name."""
-
-    type: type  # int or float
-    check: Callable[[float], bool]
-    rule: str  # what ``check`` accepts, for error messages
-    kinds: tuple[str, ...] = ("bow", "transformer")  # the model kinds it applies to
-
-
-# The names tuning.space accepts, each the TrainerConfig field it sets.
-TUNABLE_HYPERPARAMETERS: dict[str, Tunable] = {
-    "learning_rate": Tunable(float, lambda v: v > 0, "a number > 0"),
-    "batch_size": Tunable(int, lambda v: v >= 1, "an integer >= 1"),
-    "embedding_dim": Tunable(int, lambda v: v >= 2, "an integer >= 2", ("bow",)),
-    "dropout": Tunable(float, lambda v: 0 <= v < 1, "a number in [0, 1)", ("bow",)),
-    "hidden_size": Tunable(int, lambda v: v >= 8, "an integer >= 8", ("transformer",)),
-    "num_layers": Tunable(int, lambda v: v >= 1, "an integer >= 1", ("transformer",)),
-    "num_heads": Tunable(int, lambda v: v >= 1, "an integer >= 1", ("transformer",)),
-    "ffn_size": Tunable(int, lambda v: v >= 8, "an integer >= 8", ("transformer",)),
-    "transformer_dropout": Tunable(float, lambda v: 0 <= v < 1, "a number in [0, 1)", ("transformer",)),
-    "pretrain_epochs": Tunable(int, lambda v: v >= 0, "an integer >= 0", ("transformer",)),
-}
-# Sizes a pre-trained encoder fixes (model.transformer.pretrained_encoder): not tunable then.
-ENCODER_SIZES = ("hidden_size", "num_layers", "num_heads", "ffn_size")
-
-
-def coerce_hyperparameter(name: str, value: Any) -> Union[int, float]:
-    """``value`` as the type of tunable ``name`` (64.0 -> 64 for an integer); ValueError if it is not one."""
-    tunable = TUNABLE_HYPERPARAMETERS.get(name)
-    if tunable is None:
-        raise ValueError(f"unknown hyperparameter {name!r}; tunable ones: {', '.join(TUNABLE_HYPERPARAMETERS)}")
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name}: {value!r} is not a number ({name} must be {tunable.rule})")
-    if tunable.type is int:
-        if not float(value).is_integer():
-            raise ValueError(f"{name}: {value!r} is not an integer ({name} must be {tunable.rule})")
-        value = int(value)
-    else:
-        value = float(value)
-    if not math.isfinite(value) or not tunable.check(value):
-        raise ValueError(f"{name}: {value!r} is out of range ({name} must be {tunable.rule})")
-    return value
-
-
-class HyperparameterSpec(_Section):
-    """One dimension of ``tuning.space``: ``{choices: [...]}``, or ``{min, max}`` with an optional
-    ``step`` and ``sampling`` (``log``: ``step`` is a factor > 1). The name's type decides integer
-    or float (``batch_size: {min: 16, max: 64, step: 16}`` is an integer range)."""
-
-    choices: Optional[list[Union[int, float]]] = Field(None, min_length=1)
-    min: Optional[Union[int, float]] = None
-    max: Optional[Union[int, float]] = None
-    step: Optional[Union[int, float]] = Field(None, gt=0)
-    sampling: Optional[Literal["linear", "log"]] = None
-
-    @model_validator(mode="after")
-    def _one_form(self) -> "HyperparameterSpec":
-        ranged = [k for k in ("min", "max", "step", "sampling") if getattr(self, k) is not None]
-        if self.choices is not None:
-            if ranged:
-                raise ValueError(f"give either choices or min/max, not both (remove {', '.join(ranged)})")
-            if len(set(self.choices)) != len(self.choices):
-                raise ValueError(f"choices {self.choices} repeat a value")
-            return self
-        if self.min is None or self.max is None:
-            raise ValueError("needs choices: [a, b, ...] or a range: {min: a, max: b} (optional step, sampling)")
-        if self.min >= self.max:
-            raise ValueError(f"min ({self.min}) must be below max ({self.max})")
-        if self.sampling == "log":
-            if self.min <= 0:
-                raise ValueError(f"sampling: log needs min > 0 (got {self.min})")
-            if self.step is not None and self.step <= 1:
-                raise ValueError(f"with sampling: log, step is a factor and must be > 1 (got {self.step})")
-        return self
-
-    @model_serializer(mode="wrap")
-    def _without_unset(self, handler):  # `textops config` shows {choices: [...]}, not five keys
-        return {k: v for k, v in handler(self).items() if v is not None}
-
-    def typed(self, name: str) -> "HyperparameterSpec":
-        """This spec with its values checked and coerced for tunable ``name``; ValueError if not."""
-        tunable = TUNABLE_HYPERPARAMETERS[name]
-        if self.choices is not None:
-            return self.model_copy(update={"choices": [coerce_hyperparameter(name, v) for v in self.choices]})
-        step = self.step
-        if step is not None and tunable.type is int:
-            if not float(step).is_integer():
-                raise ValueError(f"{name}: step {step!r} is not an integer ({name} is an integer)")
-            step = int(step)
-        return self.model_copy(
-            update={"min": coerce_hyperparameter(name, self.min), "max": coerce_hyperparameter(name, self.max), "step": step}
-        )
-
-    def values(self, limit: int = 100_000) -> Optional[list[Union[int, float]]]:
-        """Every value the spec allows when that is a finite set (choices, integer ranges), else None."""
-        if self.choices is not None:
-            return list(self.choices)
-        if not (isinstance(self.min, int) and isinstance(self.max, int)):
-            return None
-        if self.sampling == "log" and self.step is not None:
-            out, v = [], self.min
-            while v <= self.max:
-                out.append(int(v))
-                v *= self.step
-            return out
-        step = int(self.step) if self.sampling != "log" and self.step is not None else 1
-        return list(range(self.min, self.max + 1, step)) if (self.max - self.min) // step < limit else None
-
-
-def default_search_space(model: "ModelSettings") -> dict[str, HyperparameterSpec]:
-    """The space tuned when ``tuning.space`` is empty, per model kind."""
-    if model.kind == "bow":
-        return {
-            "learning_rate": HyperparameterSpec(choices=[0.003, 0.01, 0.03]),
-            "embedding_dim": HyperparameterSpec(choices=[32, 64, 128]),
-        }
-    space = {"learning_rate": HyperparameterSpec(choices=[3e-4, 1e-3, 3e-3])}
-    if model.transformer.pretrained_encoder:
-        space["transformer_dropout"] = HyperparameterSpec(choices=[0.1, 0.2])
-    else:  # head widths of 16 and 32, so every choice divides by num_heads
-        heads = model.transformer.num_heads
-        space["hidden_size"] = HyperparameterSpec(choices=[16 * heads, 32 * heads])
-    return space
-
-
 class TuningSettings(_Section):
     """The optional TFX Tuner (KerasTuner) before the Trainer; the Trainer uses its best values."""
 
@@ -308,7 +185,9 @@ class TuningSettings(_Section):
         return self
 
     def search_space(self, model: "ModelSettings") -> dict[str, HyperparameterSpec]:
-        return dict(self.space) or default_search_space(model)
+        return dict(self.space) or default_search_space(
+            model.kind, model.transformer.num_heads, bool(model.transformer.pretrained_encoder)
+        )
 
 
 class Thresholds(_Section):
@@ -500,98 +379,11 @@ class Settings(_Section):
         return self.model_dump(mode="json", by_alias=True)
 
 
-def dataclass_from_config(cls, config: Optional[dict[str, Any]], what: str):
-    """``cls(**config)`` for a component's ``custom_config`` dataclass; an unknown key is an error
-    naming it (a config written by another version of the pipeline must not be half-read)."""
-    config = dict(config or {})
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(config) - known)
-    if unknown:
-        raise ValueError(f"unknown {what} settings {unknown}; expected some of {sorted(known)}")
-    return cls(**config)
-
-
-def format_validation_error(
-    err: ValidationError,
-    source: str,
-    title: str = "invalid settings",
-    unknown_hint: str = "see `textops config` for every valid key",
-) -> str:
-    lines = [f"{title} ({source}):"]
-    for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "<root>"
-        got = e.get("input")
-        got_text = "" if isinstance(got, dict) or e["type"] == "extra_forbidden" else f" (got {got!r})"
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            msg = f"unknown setting; {unknown_hint}"
-        lines.append(f"  - {where}: {msg}{got_text}")
-    return "\n".join(lines)
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``training.epochs=3`` -> (["training", "epochs"], 3). Values are parsed as YAML."""
-    if "=" not in text:
-        raise SettingsError(f"override {text!r} is not KEY=VALUE (e.g. training.epochs=3)")
-    key, raw = text.split("=", 1)
-    path = [p for p in key.strip().split(".") if p]
-    if not path:
-        raise SettingsError(f"override {text!r} has an empty key")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as exc:
-        raise SettingsError(f"override {text!r}: value is not valid YAML: {exc}") from None
-    return path, value
-
-
-def set_path(data: dict[str, Any], path: list[str], value: Any) -> None:
-    """Sets ``data[a][b][c] = value`` for path [a, b, c], creating sections on the way."""
-    node = data
-    for part in path[:-1]:
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        elif not isinstance(child, dict):
-            raise SettingsError(f"cannot set {'.'.join(path)}: {part} is not a section")
-        node = child
-    node[path[-1]] = value
-
-
-def read_config(
-    config_file: Optional[Path], overrides: Optional[list[str]], what: str = "config file"
-) -> tuple[dict[str, Any], str]:
-    """The raw mapping from an optional YAML file with ``KEY=VALUE`` overrides applied, and a
-    description of where it came from (for error messages). Raises SettingsError."""
-    data: dict[str, Any] = {}
-    source = "defaults"
-    if config_file is not None:
-        path = Path(config_file)
-        source = str(path)
-        if not path.is_file():
-            raise SettingsError(f"{what} {path} does not exist")
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise SettingsError(f"{what} {path} is not valid YAML: {exc}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise SettingsError(f"{what} {path} must be a mapping of sections, not a {type(loaded).__name__}")
-        data = loaded or {}
-    for item in overrides or []:
-        key_path, value = parse_override(item)
-        set_path(data, key_path, value)
-        source = f"{source} + overrides"
-    return data, source
-
-
 def load_settings(
     config_file: Optional[Path] = None, overrides: Optional[list[str]] = None
 ) -> Settings:
     """Settings from an optional YAML file, then ``KEY=VALUE`` overrides, then validation."""
-    data, source = read_config(config_file, overrides)
-    try:
-        return Settings.model_validate(data)
-    except ValidationError as err:
-        raise SettingsError(format_validation_error(err, source)) from None
+    return load_model(Settings, config_file, overrides)
 
 
 def dump_yaml(settings: Settings) -> str:

@@ -1,190 +1,191 @@
-"""The run summary: metrics against thresholds, blessed or not and why, what was pushed.
+"""The run summary: the typed record of one pipeline run, its file and its text rendering.
 
-Built from what the run recorded (MLMD executions, the Evaluator's TFMA output, the Pusher's
-artifact), written as ``run_summary.json`` and printed for people.
+A run writes ``<output>/run_summary.json`` (and ``<output>/runs/<run id>.json``); the CLI, the
+run history, the monitor's reference and the model-analysis report read it back through
+:func:`read_summary`. This module is the contract between them: it imports neither TensorFlow
+nor TFX, so light readers stay light. The builder that fills it from a run's MLMD records and
+TFMA output is ``textops.pipelines.summary``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import math
-from typing import Any, Optional
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional, Union
 
-from textops.components import metrics as metrics_lib
-from textops.errors import ExitCode
-from textops.mlmd import RunRecord
-from textops.settings import Settings
+from textops.errors import ExitCode, TextOpsError
 
-CANDIDATE_NAMES = ("", "candidate")
-BASELINE_NAME = "baseline"
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
-        return None
-    return value
+SUMMARY_FILE = "run_summary.json"  # in the run's --output directory
+RUN_ARCHIVE_DIR = "runs"  # <output>/runs/<run id>.json: one summary per run
 
 
-def load_evaluation(evaluation_uri: str) -> dict[str, Any]:
-    """Overall-slice metric values per model ('candidate', 'baseline') and the validation result."""
-    import tensorflow_model_analysis as tfma
+class RunStatus(str, Enum):
+    """How a run ended (``status`` in the summary); each has its exit code."""
 
-    values: dict[str, dict[str, float]] = {}
-    for slice_metrics in tfma.load_metrics(evaluation_uri):
-        if slice_metrics.slice_key.single_slice_keys:
-            continue  # overall slice only here; the model-analysis report shows the others
-        for kv in slice_metrics.metric_keys_and_values:
-            if kv.key.is_diff:
+    PUSHED = "pushed"  # blessed and pushed (or already in service)
+    BLESSED_NOT_PUSHED = "blessed_not_pushed"  # blessed, but the Pusher published nothing
+    NOT_BLESSED = "not_blessed"  # the gate refused it; nothing pushed
+    DATA_INVALID = "data_invalid"  # the data was rejected before training
+    INTERRUPTED = "interrupted"
+    FAILED = "failed"  # a component raised
+    SUBMITTED = "submitted"  # continuous training handed the run to Kubeflow (its result is on the KFP UI)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class SummaryError(TextOpsError):
+    """A run summary that is missing or unreadable; the message names the file and the fix."""
+
+    exit_code = ExitCode.USAGE
+
+
+@dataclasses.dataclass
+class PushedModel:
+    version: int
+    path: str
+    already_in_service: bool = False
+
+
+@dataclasses.dataclass
+class BaselineModel:
+    """The model in service the candidate was compared with."""
+
+    version: int
+    path: Optional[str] = None
+
+
+@dataclasses.dataclass
+class TrainingFigures:
+    """The Trainer's last-epoch figures on the split it evaluated on (``validation`` with three splits)."""
+
+    eval_splits: list[str]
+    epochs: int
+    last_epoch: dict[str, Optional[float]]
+
+
+# Fields written only when set (older summaries lack them; readers use None).
+_OPTIONAL = ("evaluation_uri", "model_run_uri", "training", "output", "model_repository", "analysis_report")
+
+
+@dataclasses.dataclass
+class RunSummary:
+    """One run: how it ended, the gate's table, what was pushed. Field names are the JSON keys.
+
+    ``metrics`` maps each headline metric to its gate row (``value``, ``threshold``, and when
+    compared: ``baseline``, ``change``, ``passed_threshold``, ``passed_change``); ``per_class``
+    maps each class to its precision/recall/f1/auc/support.
+    """
+
+    status: RunStatus
+    exit_code: ExitCode
+    run_id: Optional[str]
+    pipeline: str
+    model_name: str
+    wall_seconds: float
+    data: dict[str, Any] = dataclasses.field(default_factory=dict)
+    components: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    blessed: Optional[bool] = None
+    reasons: list[str] = dataclasses.field(default_factory=list)
+    metrics: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    per_class: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    baseline: Optional[BaselineModel] = None
+    pushed: Optional[PushedModel] = None
+    error: Optional[str] = None
+    problems: list[str] = dataclasses.field(default_factory=list)
+    settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+    evaluation_uri: Optional[str] = None
+    model_run_uri: Optional[str] = None
+    training: Optional[TrainingFigures] = None
+    output: Optional[str] = None
+    model_repository: Optional[str] = None
+    analysis_report: Optional[str] = None
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # keys this version does not know, kept
+
+    @property
+    def pushed_version(self) -> Optional[int]:
+        return self.pushed.version if self.pushed else None
+
+    def setting(self, section: str, key: str, default: Any = None) -> Any:
+        """A setting the run used, e.g. ``setting("data", "label_column")``."""
+        return (self.settings.get(section) or {}).get(key, default)
+
+    # -- JSON ---------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name == "extra":
                 continue
-            model = BASELINE_NAME if kv.key.model_name == BASELINE_NAME else "candidate"
-            if kv.value.HasField("double_value"):
-                values.setdefault(model, {})[kv.key.name] = kv.value.double_value.value
-    validation = tfma.load_validation_result(evaluation_uri)
-    failures = []
-    for per_slice in validation.metric_validations_per_slice:
-        for failure in per_slice.failures:
-            failures.append(
-                {
-                    "metric": failure.metric_key.name,
-                    "is_diff": failure.metric_key.is_diff,
-                    "value": failure.metric_value.double_value.value
-                    if failure.metric_value.HasField("double_value")
-                    else None,
-                    "message": failure.message,
-                }
-            )
-    return {"values": values, "validation_ok": validation.validation_ok, "failures": failures}
+            value = getattr(self, f.name)
+            if f.name in _OPTIONAL and value is None:
+                continue
+            if isinstance(value, Enum):
+                value = value.value
+            elif dataclasses.is_dataclass(value):
+                value = dataclasses.asdict(value)
+            out[f.name] = value
+        out["exit_code"] = int(self.exit_code)
+        out.update(self.extra)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "run summary") -> "RunSummary":
+        if not isinstance(data, dict):
+            raise SummaryError(f"{where} is not a JSON object; re-run the pipeline to rewrite it")
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        missing = [k for k in ("status", "exit_code") if k not in data]
+        if missing:
+            raise SummaryError(f"{where} lacks {', '.join(missing)}: not a run summary written by `textops run`")
+        try:
+            status = RunStatus(data["status"])
+            exit_code = ExitCode(int(data["exit_code"]))
+        except (ValueError, TypeError) as exc:
+            raise SummaryError(f"{where}: {exc}; it was not written by this version of textops") from None
+        values = {k: v for k, v in data.items() if k in known}
+        values.update(status=status, exit_code=exit_code)
+        values.setdefault("run_id", None)
+        values.setdefault("pipeline", "textops")
+        values.setdefault("model_name", "")
+        values.setdefault("wall_seconds", 0.0)
+        for key in ("data", "settings", "metrics", "per_class"):
+            values[key] = values.get(key) or {}
+        for key in ("components", "reasons", "problems"):
+            values[key] = values.get(key) or []
+        if values.get("pushed"):
+            values["pushed"] = PushedModel(**values["pushed"])
+        if values.get("baseline"):
+            values["baseline"] = BaselineModel(**values["baseline"])
+        if values.get("training"):
+            values["training"] = TrainingFigures(**values["training"])
+        return cls(**values, extra={k: v for k, v in data.items() if k not in known})
+
+    def write(self, path: Union[str, os.PathLike]) -> None:
+        """Writes the summary as JSON, atomically (a reader never sees half a file)."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
 
 
-def gate_table(settings: Settings, evaluation: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Per headline metric: value, threshold, baseline, change; plus human reasons for failures."""
-    candidate = evaluation["values"].get("candidate", {})
-    baseline = evaluation["values"].get(BASELINE_NAME)
-    thresholds = settings.evaluation.thresholds.gated()
-    tolerance = settings.evaluation.change_tolerance
-    table: dict[str, Any] = {}
-    reasons: list[str] = []
-    for name in metrics_lib.HEADLINE_METRICS:
-        value = candidate.get(name)
-        row: dict[str, Any] = {"value": _clean(value), "threshold": thresholds.get(name)}
-        if name in thresholds:
-            ok = value is not None and not math.isnan(value) and value >= thresholds[name]
-            row["passed_threshold"] = ok
-            if not ok:
-                shown = "undefined (NaN)" if value is None or math.isnan(value) else f"{value:.4f}"
-                gap = "" if value is None or math.isnan(value) else f" by {thresholds[name] - value:.4f}"
-                reasons.append(f"{name} {shown} is below its threshold {thresholds[name]:.4f}{gap}")
-        if baseline is not None and name in baseline:
-            row["baseline"] = _clean(baseline[name])
-            if value is not None:
-                row["change"] = _clean(value - baseline[name])
-                if name in thresholds and tolerance is not None:
-                    ok = value - baseline[name] >= -tolerance - 1e-12
-                    row["passed_change"] = ok
-                    if not ok:
-                        reasons.append(
-                            f"{name} {value:.4f} regressed {baseline[name] - value:.4f} below the model in service "
-                            f"({baseline[name]:.4f}); the tolerance is {tolerance:.4f}"
-                        )
-        table[name] = row
-    if not evaluation["validation_ok"] and not reasons:
-        reasons.extend(f["message"] for f in evaluation["failures"])
-    return table, reasons
+def summary_path(run: Union[str, os.PathLike]) -> Path:
+    """``<run>/run_summary.json`` for a run directory; a path to a ``.json`` file as it is."""
+    p = Path(run)
+    return p if p.suffix == ".json" else p / SUMMARY_FILE
 
 
-def per_class_table(evaluation: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for key, value in evaluation["values"].get("candidate", {}).items():
-        if key.startswith("per_class/"):
-            _, metric, class_name = key.split("/", 2)
-            out.setdefault(class_name, {})[metric] = _clean(value)
-    return out
-
-
-def build_summary(
-    settings: Settings,
-    run: Optional[RunRecord],
-    status: str,
-    exit_code: ExitCode,
-    *,
-    data: dict[str, Any],
-    components: list[dict[str, Any]],
-    wall_seconds: float,
-    error: Optional[str] = None,
-    problems: Optional[list[str]] = None,
-) -> dict[str, Any]:
-    summary: dict[str, Any] = {
-        "status": status,
-        "exit_code": int(exit_code),
-        "run_id": run.run_id if run else None,
-        "pipeline": settings.pipeline.name,
-        "model_name": settings.push.model_name,
-        "wall_seconds": round(wall_seconds, 2),
-        "data": data,
-        "components": components,
-        "blessed": None,
-        "reasons": [],
-        "metrics": {},
-        "per_class": {},
-        "baseline": None,
-        "pushed": None,
-        "error": error,
-        "problems": problems or [],
-        "settings": settings.to_dict(),
-    }
-    if run is None:
-        return summary
-    evaluation_artifact = run.output("Evaluator", "evaluation")
-    blessing = run.output("Evaluator", "blessing")
-    if evaluation_artifact is not None:
-        evaluation = load_evaluation(evaluation_artifact.uri)
-        summary["metrics"], summary["reasons"] = gate_table(settings, evaluation)
-        summary["per_class"] = per_class_table(evaluation)
-        summary["evaluation_uri"] = evaluation_artifact.uri
-    if blessing is not None:
-        summary["blessed"] = bool(blessing.prop("blessed", 0))
-        if blessing.prop("baseline_version"):
-            summary["baseline"] = {
-                "version": int(blessing.prop("baseline_version")),
-                "path": blessing.prop("baseline_model"),
-            }
-    pushed = run.output("Pusher", "pushed_model")
-    if pushed is not None and pushed.prop("pushed", 0):
-        summary["pushed"] = {
-            "version": int(pushed.prop("pushed_version")),
-            "path": pushed.prop("pushed_destination"),
-            "already_in_service": bool(pushed.prop("already_in_service", 0)),
-        }
-    model = run.output("Trainer", "model_run")
-    if model is not None:
-        summary["model_run_uri"] = model.uri
-        summary["training"] = training_summary(model.uri)
-    return summary
-
-
-def training_summary(model_run_uri: str) -> Optional[dict[str, Any]]:
-    """The Trainer's last-epoch figures on the split it evaluated on (``validation`` when the data
-    has three splits), beside the gate's figures on the test split."""
-    import tensorflow as tf
-
-    path = f"{model_run_uri.rstrip('/')}/history.json"
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as f:
-        record = json.load(f)
-    history = record.get("history") or {}
-    last = {k[len("val_"):]: _clean(v[-1]) for k, v in history.items() if k.startswith("val_") and v}
-    return {
-        "eval_splits": record.get("eval_splits") or ["eval"],
-        "epochs": max((len(v) for v in history.values()), default=0),
-        "last_epoch": last,
-    }
-
-
-def write_summary(path: str, summary: dict[str, Any]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=2, sort_keys=False)
-        f.write("\n")
+def read_summary(run: Union[str, os.PathLike]) -> RunSummary:
+    """The summary of a run directory (``--output`` of ``textops run``) or of a summary file."""
+    path = summary_path(run)
+    if not path.is_file():
+        raise SummaryError(f"{Path(run)} is not a pipeline run directory (no {SUMMARY_FILE}); pass the --output of `textops run`")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SummaryError(f"cannot read {path} ({exc}); re-run the pipeline to rewrite it") from None
+    return RunSummary.from_dict(data, where=str(path))
 
 
 def _fmt(v: Any) -> str:
@@ -195,12 +196,13 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def render_text(summary: dict[str, Any]) -> str:
+def render_text(summary: RunSummary) -> str:
+    """The summary for people: the gate table, per-class figures, the Trainer's, and the outcome."""
     lines = []
-    if summary["metrics"]:
+    if summary.metrics:
         lines.append("")
         lines.append(f"{'metric':<10} {'value':>8} {'threshold':>10} {'baseline':>9} {'change':>8}  gate")
-        for name, row in summary["metrics"].items():
+        for name, row in summary.metrics.items():
             gate = "-"
             if "passed_threshold" in row:
                 gate = "ok" if row["passed_threshold"] and row.get("passed_change", True) else "FAIL"
@@ -208,44 +210,42 @@ def render_text(summary: dict[str, Any]) -> str:
                 f"{name:<10} {_fmt(row['value']):>8} {_fmt(row['threshold']):>10} "
                 f"{_fmt(row.get('baseline')):>9} {_fmt(row.get('change')):>8}  {gate}"
             )
-    if summary["per_class"]:
+    if summary.per_class:
         lines.append("")
         lines.append(f"{'class':<16} {'precision':>9} {'recall':>8} {'f1':>8} {'auc':>8} {'support':>8}")
-        for name, row in summary["per_class"].items():
+        for name, row in summary.per_class.items():
             lines.append(
                 f"{name[:16]:<16} {_fmt(row.get('precision')):>9} {_fmt(row.get('recall')):>8} "
                 f"{_fmt(row.get('f1')):>8} {_fmt(row.get('auc')):>8} {_fmt(int(row.get('support') or 0)):>8}"
             )
-    training = summary.get("training")
-    if training and training.get("last_epoch"):
-        figures = ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(training["last_epoch"].items()))
+    training = summary.training
+    if training and training.last_epoch:
+        figures = ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(training.last_epoch.items()))
         lines.append("")
-        lines.append(f"Trainer, last of {training['epochs']} epochs, on the {'/'.join(training['eval_splits'])} split: {figures}")
-        if "validation" in training["eval_splits"]:
+        lines.append(f"Trainer, last of {training.epochs} epochs, on the {'/'.join(training.eval_splits)} split: {figures}")
+        if "validation" in training.eval_splits:
             lines.append("The gate above scored the test split, which training never saw.")
     lines.append("")
-    status = summary["status"]
-    if status == "pushed" and summary["pushed"].get("already_in_service"):
+    status, pushed = summary.status, summary.pushed
+    if status is RunStatus.PUSHED and pushed and pushed.already_in_service:
         lines.append(
-            f"BLESSED; this model is already in service as {summary['model_name']} version "
-            f"{summary['pushed']['version']} ({summary['pushed']['path']}): nothing new to push."
+            f"BLESSED; this model is already in service as {summary.model_name} version "
+            f"{pushed.version} ({pushed.path}): nothing new to push."
         )
-    elif status == "pushed":
-        lines.append(
-            f"BLESSED and pushed: {summary['model_name']} version {summary['pushed']['version']} -> {summary['pushed']['path']}"
-        )
-    elif status == "blessed_not_pushed":
+    elif status is RunStatus.PUSHED and pushed:
+        lines.append(f"BLESSED and pushed: {summary.model_name} version {pushed.version} -> {pushed.path}")
+    elif status is RunStatus.BLESSED_NOT_PUSHED:
         lines.append("BLESSED; the Pusher did not publish a new version (see the log).")
-    elif status == "not_blessed":
+    elif status is RunStatus.NOT_BLESSED:
         lines.append("NOT BLESSED: nothing was pushed; the model in service is unchanged.")
-        for reason in summary["reasons"]:
+        for reason in summary.reasons:
             lines.append(f"  - {reason}")
-    elif status == "data_invalid":
+    elif status is RunStatus.DATA_INVALID:
         lines.append("DATA REJECTED before training: nothing was trained or pushed.")
-        for problem in summary["problems"]:
+        for problem in summary.problems:
             lines.append(f"  - {problem}")
     else:
-        lines.append(f"FAILED: {summary.get('error') or 'see the log'}")
-    if summary.get("baseline"):
-        lines.append(f"Compared with the model in service: version {summary['baseline']['version']}")
+        lines.append(f"FAILED: {summary.error or 'see the log'}")
+    if summary.baseline:
+        lines.append(f"Compared with the model in service: version {summary.baseline.version}")
     return "\n".join(lines)

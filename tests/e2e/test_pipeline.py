@@ -226,7 +226,7 @@ def test_bad_settings_are_a_usage_error(tmp_path, demo_dir):
 def test_three_files_train_on_validation_and_gate_on_test(tmp_path):
     """train.csv + validation.csv + test.csv: the Trainer's history is on validation, the gate on
     test, and nothing of the test split reaches training (vocabularies are built on train)."""
-    from textops.demo import generate
+    from textops.pipelines.demo_data import generate
 
     data = generate(tmp_path / "data", train_rows=600, test_rows=300, seed=4)
     rows = read_csv(data / "test.csv")
@@ -274,7 +274,7 @@ def test_the_same_data_as_json_lines_or_parquet_gives_the_same_splits_and_metric
 def test_integer_labels_with_label_names_serve_names(demo_dir, tmp_path):
     import tensorflow as tf
 
-    from textops.demo import CLASSES
+    from textops.pipelines.demo_data import CLASSES
 
     data = tmp_path / "data"
     for split in ("train", "test"):

@@ -12,7 +12,7 @@ import yaml
 
 from tests.kubeflow import replay
 from textops import model_repository
-from textops.demo import generate
+from textops.pipelines.demo_data import generate
 from textops.pipelines import kubeflow_runner
 from textops.settings import load_settings
 

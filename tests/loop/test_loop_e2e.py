@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 
 from tests.loop.conftest import ServerProcess, make_span, shifted_rows, write_rows
-from textops import loop, model_repository
-from textops.demo import generate
+from textops import model_repository
+from textops.ct.state import read_state
+from textops.pipelines.demo_data import generate
 from textops.prediction_log import iter_records
 
 pytestmark = pytest.mark.e2e
@@ -240,7 +241,7 @@ def test_a_worse_model_is_not_pushed_and_the_server_keeps_the_old_one(closed_loo
     assert model_repository.latest_version(str(out / "model_repository"), MODEL).version == f["v2"].version
     answers = [predict(srv.url, text, f"after-{i}") for i, (text, _) in enumerate(shifted_rows(20, seed=43))]
     assert answers == [(200, str(f["v2"].version))] * 20
-    assert loop.read_state(out)["last_trained_span"] == 3  # a rejected model is not retried every tick
+    assert read_state(out)["last_trained_span"] == 3  # a rejected model is not retried every tick
 
     # Run history: spans, gate, push, what is in service.
     listing = cli("runs", "list", "--output", str(out), "--json")

@@ -13,9 +13,14 @@ from pathlib import Path
 import pytest
 
 from tests.loop.conftest import make_span, shifted_rows
-from textops import loop
+from textops.ct.cron import Cron
+from textops.ct.retrain import retrain_on_drift, write_span
+from textops.ct.rollback import rollback
+from textops.ct.runners import RunOutcome
+from textops.ct.schedule import serve_schedule, tick
+from textops.ct.state import DECISION_LOG, LoopError, read_state, run_lock
 from textops.data import discover, list_spans
-from textops.errors import DataValidationError
+from textops.errors import DataValidationError, ExitCode
 from textops.settings import DataSettings, SpanSettings, load_settings
 
 ROWS = [("the app crashes", "technical"), ("refund my payment", "billing")]
@@ -25,29 +30,29 @@ ROWS = [("the app crashes", "technical"), ("refund my payment", "billing")]
 
 
 def test_cron_matches_steps_ranges_lists_and_sunday_as_0_or_7():
-    c = loop.Cron.parse("*/15 9-17 * * 1-5")
+    c = Cron.parse("*/15 9-17 * * 1-5")
     assert c.matches(dt.datetime(2026, 11, 30, 9, 45))  # a Monday
     assert not c.matches(dt.datetime(2026, 11, 30, 9, 44))
     assert not c.matches(dt.datetime(2026, 11, 30, 18, 0))
     assert not c.matches(dt.datetime(2026, 11, 29, 10, 0))  # a Sunday
-    assert loop.Cron.parse("0 3 * * 7").matches(dt.datetime(2026, 11, 29, 3, 0))
-    assert loop.Cron.parse("0 3 * * 0").matches(dt.datetime(2026, 11, 29, 3, 0))
-    assert loop.Cron.parse("5,35 * * * *").minutes == {5, 35}
-    assert loop.Cron.parse("10/20 * * * *").minutes == {10, 30, 50}
+    assert Cron.parse("0 3 * * 7").matches(dt.datetime(2026, 11, 29, 3, 0))
+    assert Cron.parse("0 3 * * 0").matches(dt.datetime(2026, 11, 29, 3, 0))
+    assert Cron.parse("5,35 * * * *").minutes == {5, 35}
+    assert Cron.parse("10/20 * * * *").minutes == {10, 30, 50}
 
 
 def test_cron_day_fields_fire_on_either_when_both_are_restricted():
-    c = loop.Cron.parse("0 0 1 * 1")  # the 1st of the month OR any Monday
+    c = Cron.parse("0 0 1 * 1")  # the 1st of the month OR any Monday
     assert c.matches(dt.datetime(2026, 12, 1, 0, 0))  # a Tuesday, the 1st
     assert c.matches(dt.datetime(2026, 12, 7, 0, 0))  # a Monday
     assert not c.matches(dt.datetime(2026, 12, 8, 0, 0))
 
 
 def test_cron_next_after_is_strictly_later_and_skips_to_the_next_match():
-    c = loop.Cron.parse("30 2 * * *")
+    c = Cron.parse("30 2 * * *")
     assert c.next_after(dt.datetime(2026, 11, 28, 2, 30, 10)) == dt.datetime(2026, 11, 29, 2, 30)
     assert c.next_after(dt.datetime(2026, 11, 28, 1, 0)) == dt.datetime(2026, 11, 28, 2, 30)
-    assert loop.Cron.parse("0 0 29 2 *").next_after(dt.datetime(2026, 3, 1)) == dt.datetime(2028, 2, 29)
+    assert Cron.parse("0 0 29 2 *").next_after(dt.datetime(2026, 3, 1)) == dt.datetime(2028, 2, 29)
 
 
 @pytest.mark.parametrize(
@@ -56,13 +61,13 @@ def test_cron_next_after_is_strictly_later_and_skips_to_the_next_match():
      ("*/0 * * * *", "positive"), ("5-1 * * * *", "0-59")],
 )
 def test_cron_rejects_bad_expressions_saying_why(expr, fragment):
-    with pytest.raises(loop.LoopError, match=fragment):
-        loop.Cron.parse(expr)
+    with pytest.raises(LoopError, match=fragment):
+        Cron.parse(expr)
 
 
 def test_cron_that_never_fires_is_an_error():
-    with pytest.raises(loop.LoopError, match="never fires"):
-        loop.Cron.parse("0 0 31 2 *").next_after(dt.datetime(2026, 1, 1))
+    with pytest.raises(LoopError, match="never fires"):
+        Cron.parse("0 0 31 2 *").next_after(dt.datetime(2026, 1, 1))
 
 
 def test_serve_schedule_ticks_at_each_cron_time_without_catch_up():
@@ -72,8 +77,8 @@ def test_serve_schedule_ticks_at_each_cron_time_without_catch_up():
     def sleep(seconds):
         clock[0] += dt.timedelta(seconds=seconds)
 
-    ticks = loop.serve_schedule(
-        loop.Cron.parse("*/10 * * * *"), lambda: fired.append(clock[0]) or {}, lambda _: None, max_ticks=3,
+    ticks = serve_schedule(
+        Cron.parse("*/10 * * * *"), lambda: fired.append(clock[0]) or {}, lambda _: None, max_ticks=3,
         now=lambda: clock[0], sleep=sleep,
     )
     assert ticks == 3
@@ -133,7 +138,6 @@ def test_span_settings_validate_and_override():
 
 
 def test_the_pipeline_pins_the_span_it_was_given(tmp_path):
-    pytest.importorskip("tfx")
     from textops.pipelines.pipeline import Locations, create_pipeline
     from textops.settings import Settings
 
@@ -158,31 +162,31 @@ class FakeRun:
         self.status, self.exit_code, self.block = status, exit_code, block
         self.started = threading.Event()
 
-    def __call__(self) -> loop.RunOutcome:
+    def __call__(self) -> RunOutcome:
         self.calls += 1
         self.started.set()
         if self.block is not None:
             assert self.block.wait(timeout=60), "the test never released the run"
-        return loop.RunOutcome(self.exit_code, self.status, 7 if self.status == "pushed" else None)
+        return RunOutcome(self.exit_code, self.status, 7 if self.status == "pushed" else None)
 
 
 def _decisions(out: Path) -> list[str]:
-    return [json.loads(line)["decision"] for line in (out / loop.DECISION_LOG).read_text().splitlines()]
+    return [json.loads(line)["decision"] for line in (out / DECISION_LOG).read_text().splitlines()]
 
 
 def test_a_tick_runs_on_a_new_span_only_and_logs_every_decision(tmp_path):
     data, out, run = tmp_path / "data", tmp_path / "out", FakeRun()
-    assert loop.tick(data, out, SpanSettings(), run, lambda _: None)["decision"] == "no_spans"
+    assert tick(data, out, SpanSettings(), run, lambda _: None)["decision"] == "no_spans"
     make_span(data, 1, ROWS, ROWS)
-    first = loop.tick(data, out, SpanSettings(), run, lambda _: None)
+    first = tick(data, out, SpanSettings(), run, lambda _: None)
     assert first["decision"] == "ran" and first["span"] == 1 and first["spans"] == [1] and run.calls == 1
-    again = loop.tick(data, out, SpanSettings(), run, lambda _: None)
+    again = tick(data, out, SpanSettings(), run, lambda _: None)
     assert again["decision"] == "no_new_span" and run.calls == 1  # no new span: no run
     make_span(data, 2, ROWS, ROWS)
     make_span(data, 3, ROWS, ROWS)
-    third = loop.tick(data, out, SpanSettings(window=2), run, lambda _: None)
+    third = tick(data, out, SpanSettings(window=2), run, lambda _: None)
     assert third["decision"] == "ran" and third["spans"] == [2, 3] and run.calls == 2
-    assert loop.read_state(out)["last_trained_span"] == 3
+    assert read_state(out)["last_trained_span"] == 3
     assert _decisions(out) == ["no_spans", "start", "ran", "no_new_span", "start", "ran"]
 
 
@@ -190,11 +194,11 @@ def test_a_failed_run_is_retried_by_the_next_tick_but_a_rejected_model_is_not(tm
     data, out = tmp_path / "data", tmp_path / "out"
     make_span(data, 1, ROWS, ROWS)
     crash = FakeRun(status="failed", exit_code=1)
-    assert loop.tick(data, out, SpanSettings(), crash, lambda _: None)["exit_code"] == 1
-    assert "last_trained_span" not in loop.read_state(out)
+    assert tick(data, out, SpanSettings(), crash, lambda _: None)["exit_code"] == 1
+    assert "last_trained_span" not in read_state(out)
     rejected = FakeRun(status="not_blessed", exit_code=4)
-    assert loop.tick(data, out, SpanSettings(), rejected, lambda _: None)["decision"] == "ran"
-    assert loop.tick(data, out, SpanSettings(), rejected, lambda _: None)["decision"] == "no_new_span"
+    assert tick(data, out, SpanSettings(), rejected, lambda _: None)["decision"] == "ran"
+    assert tick(data, out, SpanSettings(), rejected, lambda _: None)["decision"] == "no_new_span"
     assert rejected.calls == 1
 
 
@@ -204,11 +208,11 @@ def test_two_ticks_at_once_start_one_run(tmp_path):
     release = threading.Event()
     run = FakeRun(block=release)
     results: list[dict] = []
-    first = threading.Thread(target=lambda: results.append(loop.tick(data, out, SpanSettings(), run, lambda _: None)))
+    first = threading.Thread(target=lambda: results.append(tick(data, out, SpanSettings(), run, lambda _: None)))
     first.start()
     try:
         assert run.started.wait(timeout=30)  # tick 1 holds the lock and is "running the pipeline"
-        second = loop.tick(data, out, SpanSettings(), run, lambda _: None)
+        second = tick(data, out, SpanSettings(), run, lambda _: None)
         assert second["decision"] == "busy" and "another run holds the lock" in second["message"]
         assert f"pid {os.getpid()}" in second["message"]  # says who holds it
     finally:
@@ -216,18 +220,18 @@ def test_two_ticks_at_once_start_one_run(tmp_path):
         first.join(timeout=60)
     assert results[0]["decision"] == "ran" and run.calls == 1
     # The lock is free again once the run ends.
-    assert loop.tick(data, out, SpanSettings(), run, lambda _: None)["decision"] == "no_new_span"
+    assert tick(data, out, SpanSettings(), run, lambda _: None)["decision"] == "no_new_span"
 
 
 def test_schedule_once_exits_at_once_when_another_process_holds_the_lock(tmp_path):
     data, out = tmp_path / "data", tmp_path / "out"
     make_span(data, 1, ROWS, ROWS)
-    with loop.run_lock(out):
+    with run_lock(out):
         proc = subprocess.run(
             [sys.executable, "-m", "textops.cli", "schedule", "--once", "--data", str(data), "--output", str(out)],
             capture_output=True, text=True, timeout=300,
         )
-    assert proc.returncode == loop.EXIT_BUSY, proc.stdout + proc.stderr
+    assert proc.returncode == int(ExitCode.BUSY), proc.stdout + proc.stderr
     assert "busy: another run holds the lock" in proc.stdout
     assert not (out / "run_summary.json").exists() and not (out / "metadata.sqlite").exists()
     assert _decisions(out) == ["busy"]
@@ -253,7 +257,7 @@ def test_feedback_becomes_the_next_span_split_by_text(tmp_path):
     data = tmp_path / "data"
     make_span(data, 1, ROWS, ROWS)
     rows = shifted_rows(200, seed=3) + shifted_rows(20, seed=3)  # repeated texts
-    number, path = loop.write_span(data, [t for t, _ in rows], [l for _, l in rows], Settings())
+    number, path = write_span(data, [t for t, _ in rows], [l for _, l in rows], Settings())
     assert number == 2 and path == data / "span-2"
     import pandas as pd
 
@@ -266,8 +270,8 @@ def test_feedback_becomes_the_next_span_split_by_text(tmp_path):
 def test_too_little_feedback_for_a_span_is_refused_and_writes_nothing(tmp_path):
     from textops.settings import Settings
 
-    with pytest.raises(loop.LoopError, match="Collect more feedback"):
-        loop.write_span(tmp_path, ["one text"], ["billing"], Settings())
+    with pytest.raises(LoopError, match="Collect more feedback"):
+        write_span(tmp_path, ["one text"], ["billing"], Settings())
     assert list(tmp_path.iterdir()) == []
 
 
@@ -289,7 +293,7 @@ def test_rollback_republishes_the_version_as_the_newest_with_a_record(tmp_path):
     repo = tmp_path / "repo"
     for v in (1, 2):
         _fake_version(repo, v)
-    published = loop.rollback(str(repo), "m", 1, lambda _: None)
+    published = rollback(str(repo), "m", 1, lambda _: None)
     latest = model_repository.latest_version(str(repo), "m")
     assert latest.version == published.version > 2
     assert (Path(latest.path) / "saved_model.pb").read_bytes() == b"model 1"
@@ -303,12 +307,12 @@ def test_rollback_refuses_unknown_versions_listing_the_available_ones(tmp_path):
     repo = tmp_path / "repo"
     for v in (1, 2):
         _fake_version(repo, v)
-    with pytest.raises(loop.LoopError, match="no version 9 .*available versions: 1, 2"):
-        loop.rollback(str(repo), "m", 9, lambda _: None)
-    with pytest.raises(loop.LoopError, match="already the newest"):
-        loop.rollback(str(repo), "m", 2, lambda _: None)
-    with pytest.raises(loop.LoopError, match="models there: m"):
-        loop.rollback(str(repo), "other", 1, lambda _: None)
+    with pytest.raises(LoopError, match="no version 9 .*available versions: 1, 2"):
+        rollback(str(repo), "m", 9, lambda _: None)
+    with pytest.raises(LoopError, match="already the newest"):
+        rollback(str(repo), "m", 2, lambda _: None)
+    with pytest.raises(LoopError, match="models there: m"):
+        rollback(str(repo), "other", 1, lambda _: None)
 
 
 def test_rollback_cli_says_what_is_available(tmp_path):
@@ -325,7 +329,7 @@ def test_rollback_cli_says_what_is_available(tmp_path):
 
 
 def test_find_run_by_position_prefix_or_keyword():
-    from textops.runs import RunInfo, RunsError, find_run
+    from textops.pipelines.runs import RunInfo, RunsError, find_run
 
     def info(run_id):
         return RunInfo(run_id, "", "pushed", [], {}, {}, True, None, None, None, {})
@@ -380,7 +384,7 @@ def test_drift_writes_the_labelled_window_as_a_span_and_runs_once(tmp_path):
     make_span(data, 1, ROWS, ROWS)
     rows = shifted_rows(120, seed=8)
     run = FakeRun()
-    decision = loop.retrain_on_drift(
+    decision = retrain_on_drift(
         _monitor_result(["drift", "service"], rows), _feedback(tmp_path / "fb.jsonl", rows, every=2), data, out,
         Settings(), run, lambda _: None,
     )
@@ -393,7 +397,7 @@ def test_drift_writes_the_labelled_window_as_a_span_and_runs_once(tmp_path):
     expected = {t: l for i, (t, l) in enumerate(rows) if i % 2 == 0}
     assert dict(zip(written.text, written.label)) == expected
     # The scheduler will not retrain span 2 again.
-    assert loop.tick(data, out, SpanSettings(), run, lambda _: None)["decision"] == "no_new_span"
+    assert tick(data, out, SpanSettings(), run, lambda _: None)["decision"] == "no_new_span"
 
 
 def test_no_alert_no_retraining_and_a_busy_output_writes_no_span(tmp_path):
@@ -403,10 +407,10 @@ def test_no_alert_no_retraining_and_a_busy_output_writes_no_span(tmp_path):
     rows = shifted_rows(60, seed=9)
     fb = _feedback(tmp_path / "fb.jsonl", rows)
     run = FakeRun()
-    quiet = loop.retrain_on_drift(_monitor_result(["service"], rows), fb, data, out, Settings(), run, lambda _: None)
+    quiet = retrain_on_drift(_monitor_result(["service"], rows), fb, data, out, Settings(), run, lambda _: None)
     assert quiet["decision"] == "no_retrain" and run.calls == 0 and not data.exists()
-    with loop.run_lock(out):
-        busy = loop.retrain_on_drift(_monitor_result(["quality"], rows), fb, data, out, Settings(), run, lambda _: None)
+    with run_lock(out):
+        busy = retrain_on_drift(_monitor_result(["quality"], rows), fb, data, out, Settings(), run, lambda _: None)
     assert busy["decision"] == "busy" and run.calls == 0 and not data.exists()
 
 

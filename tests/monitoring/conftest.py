@@ -73,7 +73,7 @@ def render(html_path: Path, png_path: Path, height: int = 2400) -> tuple[Path, s
 
 @pytest.fixture(scope="session")
 def demo_data(tmp_path_factory) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from textops.demo import generate
+    from textops.pipelines.demo_data import generate
 
     d = generate(tmp_path_factory.mktemp("mon_demo_data"), train_rows=1200, test_rows=900, seed=11)
     read = lambda name: pd.read_csv(d / name, dtype=str, keep_default_na=False)  # noqa: E731

@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
-    from textops.demo import generate
+    from textops.pipelines.demo_data import generate
 
     data = generate(tmp_path_factory.mktemp("an_data"), train_rows=600, test_rows=240, seed=5)
     out = tmp_path_factory.mktemp("an_run")

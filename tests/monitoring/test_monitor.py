@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from tests.monitoring.conftest import FOREIGN_TEXTS, write_log
-from textops.monitoring.config import MonitorError, MonitorExit, load_monitor_settings
+from textops.errors import ExitCode
+from textops.monitoring.config import MonitorError, load_monitor_settings
 from textops.monitoring.monitor import run_monitor, write_outputs
 
 
@@ -22,7 +23,7 @@ def test_window_from_the_same_distribution_raises_no_alert(model_dir, reference_
     log = write_log(model_dir, held_out.text.tolist(), tmp_path / "log")
     result = run_monitor(_settings(reference_dir, log, tmp_path / "out"))
     v = result.verdict
-    assert v.exit_code == MonitorExit.OK, v.line()
+    assert v.exit_code == ExitCode.OK, v.line()
     assert not v.drifted
     assert v.drift["columns"]["text"]["score"] < v.drift["columns"]["text"]["threshold"]
     assert v.window["records"] == len(held_out)
@@ -32,7 +33,7 @@ def test_foreign_texts_are_flagged_as_drift(model_dir, reference_dir, tmp_path):
     log = write_log(model_dir, FOREIGN_TEXTS, tmp_path / "log")
     result = run_monitor(_settings(reference_dir, log, tmp_path / "out"))
     v = result.verdict
-    assert v.exit_code == MonitorExit.DRIFT
+    assert v.exit_code == ExitCode.DRIFT
     assert v.drifted
     assert {"drift:text"} <= set(v.fired)
     cols = v.drift["columns"]
@@ -78,7 +79,7 @@ def test_empty_window_is_a_clear_no_data_error(model_dir, reference_dir, held_ou
     settings = load_monitor_settings(None, ["window.last=24h"], reference=reference_dir, log=log, output=tmp_path / "out")
     with pytest.raises(MonitorError) as err:
         run_monitor(settings)
-    assert err.value.exit_code == MonitorExit.NO_DATA
+    assert err.value.exit_code == ExitCode.NO_DATA
     assert "is empty" in str(err.value) and "--window" in str(err.value)
     assert "50 valid records" in str(err.value)
 
@@ -87,21 +88,21 @@ def test_log_directory_without_log_files(reference_dir, tmp_path):
     (tmp_path / "log").mkdir()
     with pytest.raises(MonitorError, match="holds no predictions-") as err:
         run_monitor(_settings(reference_dir, tmp_path / "log", tmp_path / "out"))
-    assert err.value.exit_code == MonitorExit.NO_DATA
+    assert err.value.exit_code == ExitCode.NO_DATA
 
 
 def test_too_few_records_for_a_verdict(model_dir, reference_dir, held_out, tmp_path):
     log = write_log(model_dir, held_out.text.tolist()[:20], tmp_path / "log")
     with pytest.raises(MonitorError, match="fewer than window.min_records=100") as err:
         run_monitor(_settings(reference_dir, log, tmp_path / "out"))
-    assert err.value.exit_code == MonitorExit.NO_DATA
+    assert err.value.exit_code == ExitCode.NO_DATA
 
 
 def test_missing_reference_is_a_usage_error(model_dir, held_out, tmp_path):
     log = write_log(model_dir, held_out.text.tolist()[:50], tmp_path / "log")
     with pytest.raises(MonitorError, match="does not exist") as err:
         run_monitor(_settings(tmp_path / "no-such-run", log, tmp_path / "out"))
-    assert err.value.exit_code == MonitorExit.USAGE
+    assert err.value.exit_code == ExitCode.USAGE
 
 
 def test_csv_reference_needs_a_model(held_out, tmp_path):
@@ -122,7 +123,7 @@ def test_service_alert_on_errors_and_latency(model_dir, reference_dir, held_out,
             f.write(PredictionRecord(f"e{i}", time.time(), "m", 1, "some text", status="error", error="overloaded").to_json() + "\n")
     result = run_monitor(_settings(reference_dir, log, tmp_path / "out"))
     v = result.verdict
-    assert v.exit_code == MonitorExit.SERVICE, v.line()
+    assert v.exit_code == ExitCode.SERVICE, v.line()
     assert {"service:error_rate", "service:latency_p99"} == set(v.fired)
     assert v.service["errors"] == 60 and v.service["error_rate"] == pytest.approx(60 / 360)
 
@@ -146,13 +147,13 @@ def test_cli_exit_codes_and_textfile(model_dir, reference_dir, held_out, tmp_pat
 
     bad_log = write_log(model_dir, FOREIGN_TEXTS, tmp_path / "bad")
     res = runner.invoke(main, ["monitor", "--log", str(bad_log), "--reference", str(reference_dir), "--window", "all", "--output", str(tmp_path / "o2")])
-    assert res.exit_code == MonitorExit.DRIFT, res.output
+    assert res.exit_code == ExitCode.DRIFT, res.output
     assert res.stdout.startswith("ALERT (drift:")
 
     res = runner.invoke(main, ["monitor", "--log", str(bad_log), "--reference", str(tmp_path / "nope"), "--output", str(tmp_path / "o3")])
-    assert res.exit_code == MonitorExit.USAGE
+    assert res.exit_code == ExitCode.USAGE
     assert "reference" in res.output and "does not exist" in res.output
 
     res = runner.invoke(main, ["monitor", "--log", str(bad_log), "--reference", str(reference_dir), "--window", "5 parsecs"])
-    assert res.exit_code == MonitorExit.USAGE
+    assert res.exit_code == ExitCode.USAGE
     assert "is not a duration" in res.output

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from tests.monitoring.conftest import write_log
-from textops.monitoring.config import MonitorExit, load_monitor_settings
+from textops.errors import ExitCode
+from textops.monitoring.config import load_monitor_settings
 from textops.monitoring.monitor import run_monitor, write_outputs
 from textops.monitoring.reference import Reference
 
@@ -41,7 +42,7 @@ def reference(reference_dir) -> Reference:
 def test_in_distribution_window_raises_no_alert_and_the_estimate_matches_the_labels(model_dir, reference, held_out, tmp_path):
     log = write_log(model_dir, held_out.text.tolist(), tmp_path / "log")
     v = _verdict(reference, log, tmp_path / "out", feedback=_feedback(held_out, tmp_path / "fb.jsonl")).verdict
-    assert v.alerts == [] and v.exit_code == MonitorExit.OK, v.line()
+    assert v.alerts == [] and v.exit_code == ExitCode.OK, v.line()
     assert not any(s["fired"] for s in v.drift["signals"].values())
     assert v.estimate["priors_adjusted"] is False
     check = v.estimate["versus_labels"]
@@ -58,7 +59,7 @@ def test_a_window_of_two_classes_alerts_with_the_prediction_signal_named(model_d
     log = write_log(model_dir, two.text.tolist(), tmp_path / "log")
     result = _verdict(reference, log, tmp_path / "out", feedback=_feedback(two, tmp_path / "fb.jsonl"))
     v = result.verdict
-    assert v.exit_code == MonitorExit.DRIFT
+    assert v.exit_code == ExitCode.DRIFT
     assert "drift:prediction" in v.fired
     prediction = v.drift["signals"]["prediction"]
     assert prediction["fired"] and prediction["score"] > prediction["limit"] >= prediction["threshold"]
@@ -87,9 +88,9 @@ def test_prediction_signal_alone(model_dir, reference, held_out, tmp_path):
     log = write_log(model_dir, pd.concat([billing, rest]).text.tolist(), tmp_path / "log")
     v = _verdict(reference, log, tmp_path / "out").verdict
     assert _drift_checks(v) == {"drift:prediction"}, v.line()
-    assert not v.drift["dataset_drift"] and v.exit_code == MonitorExit.DRIFT
+    assert not v.drift["dataset_drift"] and v.exit_code == ExitCode.DRIFT
     v_off = _verdict(reference, log, tmp_path / "out2", "drift.alert_on_prediction_drift=false").verdict
-    assert v_off.exit_code == MonitorExit.OK, v_off.line()  # the same window without that rule: nothing
+    assert v_off.exit_code == ExitCode.OK, v_off.line()  # the same window without that rule: nothing
 
 
 def test_confidence_signal_alone(model_dir, reference, held_out, tmp_path):
@@ -122,12 +123,12 @@ def test_estimate_alone_alerts_below_the_gate_threshold(model_dir, reference, he
     log = write_log(model_dir, held_out.text.tolist(), tmp_path / "log")
     v = _verdict(gated, log, tmp_path / "out").verdict
     assert v.fired == ["quality:estimated_accuracy"], v.line()
-    assert v.exit_code == MonitorExit.QUALITY
+    assert v.exit_code == ExitCode.QUALITY
     assert "the gate of run r1" in v.alerts[0].message and v.alerts[0].threshold == 0.99
     assert set(v.estimate["thresholds"]) == {"accuracy"}  # AUC is not estimated
     # the monitor's own setting wins over the gate
     v2 = _verdict(gated, log, tmp_path / "out2", "estimate.accuracy_min=0.5").verdict
-    assert v2.exit_code == MonitorExit.OK, v2.line()
+    assert v2.exit_code == ExitCode.OK, v2.line()
 
 
 # -- the estimate on synthetic data with known calibration (no model) ------------------------------
@@ -229,7 +230,7 @@ def test_estimate_settings_are_validated():
 def test_estimated_metrics_use_the_gate_definitions():
     """The vectorised metrics of the estimate equal ``ClassificationStats`` (the gate's) on the
     same confusion matrices, absent and never-predicted classes included."""
-    from textops.components.metrics import ClassificationStats
+    from textops.components.classification import ClassificationStats
     from textops.monitoring.estimate import gate_metrics
 
     rng = np.random.default_rng(5)

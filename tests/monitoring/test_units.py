@@ -7,13 +7,14 @@ import pandas as pd
 import pytest
 
 from textops.monitoring import curves, descriptors
-from textops.monitoring.config import MonitorError, MonitorExit, load_monitor_settings, parse_duration
+from textops.errors import ExitCode
+from textops.monitoring.config import MonitorError, load_monitor_settings, parse_duration
 
 
 def test_settings_reject_unknown_keys_and_bad_values(tmp_path):
     with pytest.raises(MonitorError, match="drift.text_treshold: unknown setting") as err:
         load_monitor_settings(None, ["drift.text_treshold=0.7"])
-    assert err.value.exit_code == MonitorExit.USAGE
+    assert err.value.exit_code == ExitCode.USAGE
     with pytest.raises(MonitorError, match="drift.text_threshold"):
         load_monitor_settings(None, ["drift.text_threshold=0.4"])  # must be above chance (0.5)
     with pytest.raises(MonitorError, match="since must be before"):

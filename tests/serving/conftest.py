@@ -26,7 +26,7 @@ MODEL = "text_classifier"
 
 @pytest.fixture(scope="session")
 def demo_data(tmp_path_factory) -> Path:
-    from textops.demo import generate
+    from textops.pipelines.demo_data import generate
 
     return Path(generate(tmp_path_factory.mktemp("demo"), train_rows=600, test_rows=150))
 

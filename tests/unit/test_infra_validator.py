@@ -9,7 +9,8 @@ import tensorflow as tf
 from tfx.types import artifact_utils, standard_artifacts
 
 from tests.conftest import read_csv
-from textops.components import bare, infra_validator, training
+from textops.components import bare, training
+from textops.serving import infra_validator
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support, roc_auc_score
 
-from textops.components.metrics import ClassificationStats
+from textops.components.classification import ClassificationStats
 
 
 def _stats(classes, probs, labels):

@@ -69,3 +69,28 @@ def test_config_file_errors(tmp_path: Path):
 def test_settings_model_rejects_unknown_sections():
     with pytest.raises(Exception):
         Settings.model_validate({"trainer": {}})
+
+
+def _diverging_defaults(config_cls, from_settings) -> dict:
+    """Fields whose dataclass default differs from what the default Settings give it."""
+    import dataclasses
+
+    built = from_settings(Settings())
+    required = {f.name: getattr(built, f.name) for f in dataclasses.fields(config_cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    defaults = config_cls(**required)
+    return {
+        f.name: (getattr(defaults, f.name), getattr(built, f.name))
+        for f in dataclasses.fields(config_cls)
+        if getattr(defaults, f.name) != getattr(built, f.name)
+    }
+
+
+def test_component_config_defaults_are_the_settings_defaults():
+    """TrainerConfig and TransformConfig restate the settings' defaults (a component's
+    custom_config must be readable on its own); they must never drift apart."""
+    from textops.components.preprocessing import TransformConfig
+    from textops.components.trainer import TrainerConfig
+
+    assert _diverging_defaults(TrainerConfig, TrainerConfig.from_settings) == {}
+    assert _diverging_defaults(TransformConfig, TransformConfig.from_settings) == {}

@@ -24,6 +24,7 @@ import click
 @click.option("--config", type=click.Path(path_type=Path, dir_okay=False), help="YAML serving config (policies, labels, batching, limits, prediction log).")
 @click.option("--prediction-log", type=click.Path(path_type=Path, file_okay=False), help="Directory for the prediction log (JSON Lines, rotated, gzipped).")
 @click.option("--no-batching", is_flag=True, help="One model call per request (for comparison).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override one config key, e.g. --set batching.max_batch_size=64 (repeatable; values are YAML).")
 def serve(
     model_repository: Optional[Path],
     port: Optional[int],
@@ -33,6 +34,7 @@ def serve(
     config: Optional[Path],
     prediction_log: Optional[Path],
     no_batching: bool,
+    overrides: tuple[str, ...] = (),
 ) -> None:
     """Serve the models of a model repository over TF Serving REST/gRPC and KServe v2.
 
@@ -42,12 +44,13 @@ def serve(
     Bearer-token auth is on when the variable named by auth_token_env (default
     TEXTOPS_SERVING_TOKEN) is set; set but empty is an error unless the config says 'auth: off'.
     """
-    from .config import ConfigError, load_config
+    from textops.serving.config import ConfigError, load_config
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         cfg = load_config(
             config,
+            overrides,
             model_repository=model_repository,
             port=port,
             grpc_port=grpc_port,
@@ -62,7 +65,7 @@ def serve(
         raise click.UsageError(f"model repository {cfg.model_repository} is not a directory (the Pusher creates it on the first push)")
     import asyncio
 
-    from .server import configure_logging, serve_forever
+    from textops.serving.server import configure_logging, serve_forever
 
     configure_logging(cfg)
     try:  # uvloop (a uvicorn dependency) makes the HTTP path ~2x cheaper when present
@@ -84,7 +87,7 @@ def serve(
 @click.option("--token-env", default="TEXTOPS_SERVING_TOKEN", show_default=True, help="Variable holding the bearer token, if any.")
 def predict(texts: tuple[str, ...], url: str, model: str, version: Optional[int], label: Optional[str], retries: int, token_env: str) -> None:
     """Classify TEXTS with a running server; prints one JSON line per text."""
-    from .client import ClientError, ServingClient
+    from textops.serving.client import ClientError, ServingClient
 
     if version is not None and label is not None:
         raise click.UsageError("use --version or --label, not both")
@@ -98,3 +101,6 @@ def predict(texts: tuple[str, ...], url: str, model: str, version: Optional[int]
         client.close()
     for text, r in zip(texts, results):
         click.echo(json.dumps({"text": text, "label": r.label, "version": r.version, "probabilities": dict(zip(r.classes, r.probabilities))}, ensure_ascii=False))
+
+
+COMMANDS = (serve, predict)

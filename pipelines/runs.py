@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 from pathlib import Path
 from typing import Any, Optional
 
+from textops.components.classification import HEADLINE_METRICS as HEADLINE
 from textops.errors import TextOpsError
-
-HEADLINE = ("accuracy", "precision", "recall", "f1", "auc")
+from textops.summary import RUN_ARCHIVE_DIR, RunStatus, RunSummary, SummaryError, read_summary, summary_path
 
 
 class RunsError(TextOpsError):
@@ -42,16 +41,24 @@ class RunInfo:
         return dataclasses.asdict(self)
 
 
+def _read(path: Path) -> RunSummary:
+    try:
+        return read_summary(path)
+    except SummaryError as exc:
+        raise RunsError(str(exc)) from None
+
+
 def _status_from_mlmd(run) -> str:  # noqa: ANN001
+    """A run without a summary (killed, or still running): its status from MLMD alone."""
     states = {e.node_id: e.state for e in run.executions.values()}
     pushed = run.output("Pusher", "pushed_model")
     blessing = run.output("Evaluator", "blessing")
     if pushed is not None and pushed.prop("pushed", 0):
-        return "pushed"
+        return RunStatus.PUSHED.value
     if blessing is not None and not blessing.prop("blessed", 0):
-        return "not_blessed"
+        return RunStatus.NOT_BLESSED.value
     if "failed" in states.values():
-        return "failed"
+        return RunStatus.FAILED.value
     if "running" in states.values():
         return "running"
     return "unknown"
@@ -65,28 +72,28 @@ def load_runs(output: Path, pipeline_name: Optional[str] = None) -> list[RunInfo
     metadata = output / "metadata.sqlite"
     if not metadata.is_file():
         raise RunsError(f"{output} has no metadata.sqlite: not a pipeline output directory (the --output of `textops run`)")
-    archive = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted((output / "runs").glob("*.json"))}
-    last = output / "run_summary.json"
+    archive = {p.stem: _read(p) for p in sorted((output / RUN_ARCHIVE_DIR).glob("*.json"))}
+    last = summary_path(output)
     if last.is_file():
-        summary = json.loads(last.read_text(encoding="utf-8"))
-        if summary.get("run_id"):
-            archive.setdefault(summary["run_id"], summary)
+        summary = _read(last)
+        if summary.run_id:
+            archive.setdefault(summary.run_id, summary)
     if pipeline_name is None:
-        names = {s.get("pipeline") for s in archive.values() if s.get("pipeline")}
+        names = {s.pipeline for s in archive.values() if s.pipeline}
         pipeline_name = names.pop() if len(names) == 1 else "textops"
     store = mlmd.connect_sqlite(str(metadata))
     infos: list[RunInfo] = []
     repository: Optional[str] = None
     model_name: Optional[str] = None
     for run in mlmd.list_runs(store, pipeline_name):
-        s = archive.get(run.run_id, {})
-        repository = s.get("model_repository") or repository
-        model_name = s.get("model_name") or model_name
+        s = archive.get(run.run_id)
+        repository = (s.model_repository if s else None) or repository
+        model_name = (s.model_name if s else None) or model_name
         examples = run.output("CsvExampleGen", "examples") or run.output("ImportExampleGen", "examples") or run.output("FileBasedExampleGen", "examples")
-        spans = list((s.get("data") or {}).get("spans") or [])
+        spans = list((s.data.get("spans") if s else None) or [])
         if not spans and examples is not None and examples.prop("span") is not None:
             spans = [int(examples.prop("span"))]
-        table = s.get("metrics") or {}
+        table = s.metrics if s else {}
         blessing = run.output("Evaluator", "blessing")
         pushed = run.output("Pusher", "pushed_model")
         pushed_version = None
@@ -94,18 +101,18 @@ def load_runs(output: Path, pipeline_name: Optional[str] = None) -> list[RunInfo
             pushed_version = int(pushed.prop("pushed_version"))
         baseline_version = blessing.prop("baseline_version") if blessing is not None else None
         components = {e.node_id: {"state": e.state, "seconds": round(e.seconds, 1)} for e in run.executions.values()}
-        seconds = s.get("wall_seconds")
+        seconds = s.wall_seconds if s else None
         if seconds is None and components:
             seconds = round(sum(c["seconds"] for c in components.values()), 1)
         infos.append(
             RunInfo(
                 run_id=run.run_id,
                 started=dt.datetime.fromtimestamp(run.create_time_ms / 1000, dt.timezone.utc).isoformat(timespec="seconds"),
-                status=s.get("status") or _status_from_mlmd(run),
+                status=str(s.status) if s else _status_from_mlmd(run),
                 spans=spans,
                 metrics={m: (table.get(m) or {}).get("value") for m in HEADLINE},
                 baseline={m: (table.get(m) or {}).get("baseline") for m in HEADLINE},
-                blessed=bool(blessing.prop("blessed", 0)) if blessing is not None else s.get("blessed"),
+                blessed=bool(blessing.prop("blessed", 0)) if blessing is not None else (s.blessed if s else None),
                 pushed_version=pushed_version,
                 baseline_version=int(baseline_version) if baseline_version else None,
                 seconds=seconds,
@@ -123,13 +130,13 @@ def served_now(output: Path) -> Optional[dict[str, Any]]:
     """The newest version in the run directory's model repository, with its push record."""
     from textops import model_repository
 
-    last = Path(output) / "run_summary.json"
+    last = summary_path(output)
     if not last.is_file():
         return None
-    summary = json.loads(last.read_text(encoding="utf-8"))
-    if not summary.get("model_repository"):
+    summary = _read(last)
+    if not summary.model_repository:
         return None
-    latest = model_repository.latest_version(summary["model_repository"], summary["model_name"])
+    latest = model_repository.latest_version(summary.model_repository, summary.model_name)
     if latest is None:
         return None
     record = model_repository.read_push_record(latest.path)

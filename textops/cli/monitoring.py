@@ -13,15 +13,18 @@ from typing import Optional
 
 import click
 
-MONITOR_EXIT_HELP = (
-    "Exit codes: 0 no alert; 1 the monitor failed; 2 bad usage, settings or reference; "
-    "3 no data (empty window, or fewer than window.min_records); 5 drift alert; "
-    "6 quality alert (and no drift alert); 7 service alert only (error rate, p99 latency)."
-)
+from textops.cli.options import echo_err, exit_codes_help, pipeline_settings, quiet_third_party
+from textops.errors import ExitCode, TextOpsError
 
-
-def _echo(line: str) -> None:
-    click.echo(f"{time.strftime('%H:%M:%S')} {line}", err=True)
+MONITOR_EXIT_CODES = {
+    ExitCode.OK: "no alert",
+    ExitCode.FAILED: "the monitor failed",
+    ExitCode.USAGE: "bad usage, settings or reference",
+    ExitCode.NO_DATA: "no data (empty window, or fewer than window.min_records)",
+    ExitCode.DRIFT: "drift alert",
+    ExitCode.QUALITY: "quality alert (and no drift alert)",
+    ExitCode.SERVICE: "service alert only (error rate, p99 latency)",
+}
 
 
 @click.command("monitor")
@@ -90,19 +93,21 @@ def monitor(
     the reference it built (<output>/reference/, reusable with --reference) ; prints a one-line
     verdict and exits with a status a scheduler can act on.
     """
-    from textops.cli import quiet_third_party
-
     retrain = None
     if retrain_on_drift:
-        from textops.cli import _load
+        from textops.ct.retrain import RetrainTarget
 
         if data is None or pipeline_output is None:
             raise click.UsageError("--retrain-on-drift needs --data (span root) and --pipeline-output (run directory)")
         if feedback is None:
             raise click.UsageError("--retrain-on-drift needs --feedback: the labelled production texts become the new span")
-        retrain = (data, pipeline_output, pipeline_config, pipeline_overrides, kfp_host, _load(pipeline_config, pipeline_overrides))
+        retrain = RetrainTarget(
+            data, pipeline_output, pipeline_settings(pipeline_config, pipeline_overrides),
+            pipeline_config, tuple(pipeline_overrides), kfp_host,
+        )
     quiet_third_party(None, verbose)
-    from textops.monitoring.config import MonitorError, MonitorExit, load_monitor_settings
+    from textops.errors import ExitCode
+    from textops.monitoring.config import MonitorError, load_monitor_settings
 
     try:
         settings = load_monitor_settings(
@@ -129,21 +134,21 @@ def monitor(
         sys.exit(int(exc.exit_code))
     except OSError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(int(MonitorExit.FAILED))
+        sys.exit(int(ExitCode.FAILED))
 
 
-def _monitor(settings, as_json: bool, retrain=None) -> int:  # noqa: ANN001
+def _monitor(settings, as_json: bool, retrain=None) -> int:  # noqa: ANN001 - MonitorSettings, RetrainTarget
     import json
 
     from textops.monitoring import exporter
     from textops.monitoring.monitor import run_monitor, write_outputs
     from textops.monitoring.reference import REFERENCE_JSON, load_reference
 
-    reference = load_reference(settings.reference, settings.model, _echo)
+    reference = load_reference(settings.reference, settings.model, echo_err)
     if settings.reference is not None and not (Path(settings.reference) / REFERENCE_JSON).is_file():
         saved = reference.save(Path(settings.output) / "reference")
-        _echo(f"reference saved to {saved} (pass it as --reference next time to skip rebuilding)")
-    result = run_monitor(settings, reference=reference, progress=_echo)
+        echo_err(f"reference saved to {saved} (pass it as --reference next time to skip rebuilding)")
+    result = run_monitor(settings, reference=reference, progress=echo_err)
     paths = write_outputs(result, settings.output)
     verdict = result.verdict.to_dict()
     registry = exporter.build_registry(verdict, time.time())
@@ -163,25 +168,21 @@ def _monitor(settings, as_json: bool, retrain=None) -> int:  # noqa: ANN001
             click.echo(f"  - [{alert.kind}] {alert.message}")
         click.echo(f"report: {paths['report']}")
     if retrain is not None:
-        from textops import loop
-        from textops.errors import TextOpsError
+        from textops.ct.retrain import retrain_on_drift
 
-        data, run_dir, config, overrides, kfp_host, pipeline_settings = retrain
-        if kfp_host:
-            runner = loop.kubeflow_runner(data, run_dir, pipeline_settings, kfp_host, _echo)
-        else:
-            runner = loop.subprocess_runner(data.absolute(), run_dir.absolute(), config, overrides, _echo)
         try:
-            decision = loop.retrain_on_drift(result, settings.feedback, data, run_dir, pipeline_settings, runner, _echo)
+            decision = retrain_on_drift(
+                result, settings.feedback, retrain.data, retrain.run_dir, retrain.settings, retrain.runner(echo_err), echo_err
+            )
         except TextOpsError as exc:
             click.echo(f"error: retraining not started: {exc}", err=True)
             return int(exc.exit_code)
         if decision["decision"] == "ran" and decision.get("exit_code") == 1:
-            return 1  # the retraining run failed; the verdict is in the report
+            return int(ExitCode.FAILED)  # the retraining run failed; the verdict is in the report
     return result.verdict.exit_code
 
 
-monitor.help = (monitor.help or "") + "\n\n" + MONITOR_EXIT_HELP
+monitor.help = (monitor.help or "") + "\n\n" + exit_codes_help(MONITOR_EXIT_CODES)
 
 
 @click.command("report")
@@ -193,22 +194,24 @@ monitor.help = (monitor.help or "") + "\n\n" + MONITOR_EXIT_HELP
 @click.option("--verbose", is_flag=True, help="Show TensorFlow/TFMA logs on the console.")
 def report(run_dir: Path, output: Optional[Path], curves_dir: Optional[Path], verbose: bool) -> None:
     """Write the model-analysis report of a run: gate, slices, confusion matrix, ROC/PR, training curves."""
-    from textops.cli import quiet_third_party
-
     quiet_third_party(None, verbose)
     from textops.monitoring import curves
     from textops.monitoring.analysis_report import write_analysis_report
 
-    if not (run_dir / "run_summary.json").is_file():
-        raise click.UsageError(f"{run_dir} is not a pipeline run directory (no run_summary.json); pass the --output of `textops run`")
+    from textops.summary import SummaryError, read_summary
+
+    try:
+        summary = read_summary(run_dir)
+    except SummaryError as exc:
+        raise click.UsageError(str(exc)) from None
     path = write_analysis_report(run_dir, output)
     click.echo(f"report: {path}")
     if curves_dir is not None:
-        import json
-
-        summary = json.loads((run_dir / "run_summary.json").read_text(encoding="utf-8"))
-        history = curves.read_history(summary["model_run_uri"]) if summary.get("model_run_uri") else None
+        history = curves.read_history(summary.model_run_uri) if summary.model_run_uri else None
         if not history:
             raise click.ClickException("this run recorded no training history; no curves to write")
         for written in curves.write_curve_images(history, curves_dir):
             click.echo(f"curve: {written}")
+
+
+COMMANDS = (monitor, report)
