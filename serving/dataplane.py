@@ -17,11 +17,11 @@ from textops.prediction_log import PredictionRecord
 
 from .batching import DynamicBatcher
 from .config import ServerConfig
-from .errors import InvalidInput, Overloaded, ServingError, Unavailable, shorten
+from .errors import InvalidInput, NotFound, Overloaded, ServingError, Unavailable, shorten
 from .metrics import ServingMetrics
 from .ratelimit import RateLimitedLog
 from .prediction_logger import PredictionLogWriter, escape_unencodable
-from .repository import ModelManager
+from .repository import ModelManager, VersionStatus
 from .runtime import ModelRuntime, Prediction
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,25 @@ class DataPlane:
 
     def ready(self) -> bool:
         return not self._closing and self.manager.ready()
+
+    # -- model lookups for the adapters (status, metadata, readiness) ---------------------------
+    def model_status(self, name: str, version: Optional[int] = None, label: Optional[str] = None) -> list[VersionStatus]:
+        """TF Serving's model status: every version known (or the one named), newest first."""
+        return self.manager.versions_status(name, version, label)
+
+    def model_metadata(self, name: str, version: Optional[int] = None, label: Optional[str] = None) -> ModelRuntime:
+        """The runtime whose signatures and classes describe the model (the latest, or the one named)."""
+        return self.manager.resolve(name, version, label)
+
+    def servable_versions(self, name: str) -> list[int]:
+        return self.manager.servable_versions(name)
+
+    def model_ready(self, name: str, version: Optional[int] = None) -> bool:
+        """Whether the model (or that version) can answer now; NotFound for a model not served here."""
+        if not self.manager.is_known(name):
+            served = ", ".join(self.manager.served_models()) or "none yet"
+            raise NotFound(f"model {shorten(name)} is not served here (served models: {served})")
+        return self.manager.model_ready(name, version)
 
     # -- requests ----------------------------------------------------------------------------
     def metric_model(self, name: Optional[str]) -> str:
