@@ -124,16 +124,25 @@ def _wrk_ms(value: str) -> float:
     return float(value)
 
 
+def wrk_command(url: str, bodies: list[bytes], concurrency: int, seconds: float, workdir: Path, model: str = MODEL) -> list[str]:
+    """wrk (C, one thread) posting ``bodies`` in turn to the model's TF Serving predict URL."""
+    script = workdir / f"bodies-{model}-{concurrency}.lua"
+    script.write_text(_WRK_LUA % ", ".join(f"[==[{b.decode()}]==]" for b in bodies[:200]))
+    target = url + f"/v1/models/{model}:predict"
+    return ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--latency", "-s", str(script), target]
+
+
 def measure_wrk(url: str, bodies: list[bytes], concurrency: int, seconds: float, workdir: Path) -> dict:
     """wrk (C, one thread) as the load generator: it leaves the CPU to the server being measured."""
+    cmd = wrk_command(url, bodies, concurrency, seconds, workdir)
+    subprocess.run(cmd[:3] + ["-d1s"] + cmd[4:], capture_output=True, check=True)  # warm connections
+    return parse_wrk(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+
+
+def parse_wrk(out: str) -> dict:
+    """ok/failed counts, p50/p99 (ms) and req/s of all answers from wrk's --latency output."""
     import re
 
-    script = workdir / "bodies.lua"
-    script.write_text(_WRK_LUA % ", ".join(f"[==[{b.decode()}]==]" for b in bodies[:200]))
-    target = url + f"/v1/models/{MODEL}:predict"
-    cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--latency", "-s", str(script), target]
-    subprocess.run(cmd[:3] + ["-d1s"] + cmd[4:], capture_output=True, check=True)  # warm connections
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     pct = dict(re.findall(r"^\s+(\d+)%\s+(\S+)$", out, re.M))
     total = int(re.search(r"(\d+) requests in", out).group(1))
     bad = sum(int(x) for x in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))

@@ -126,7 +126,7 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
                 counted = True
                 result = await self.dp.predict(
                     name, texts, protocol="grpc", version=version, label=label, request_id=request_id, received=received,
-                    admission=ticket,
+                    admission=ticket, timeout_s=context.time_remaining(),
                 )
         except ServingError as exc:
             await self._abort(context, exc, model, counted)

@@ -38,6 +38,7 @@ log = logging.getLogger("textops.serving.rest")
 
 _UNAUTHENTICATED_PATHS = ("/v2/health/live", "/v2/health/ready", "/metrics")
 BINARY_HEADER = "Inference-Header-Content-Length"
+TIMEOUT_HEADER = "X-Request-Timeout-Ms"  # the request's deadline, from its arrival
 # What TF Serving's and Triton's HTTP front ends decompress; anything else is a clear 415.
 _ENCODINGS = ("identity", "gzip", "deflate")
 
@@ -91,6 +92,17 @@ def text_value(value: Any, where: str) -> bytes:
         except (binascii.Error, ValueError) as exc:
             raise InvalidInput(f"{where}: invalid base64 in 'b64': {exc}") from None
     raise InvalidInput(f"{where}: expected a string or {{\"b64\": \"...\"}}, got {json_type(value)}")
+
+
+def timeout_header(request: web.Request) -> Optional[float]:
+    """The client's deadline from the ``X-Request-Timeout-Ms`` header (seconds), if it sent one."""
+    raw = request.headers.get(TIMEOUT_HEADER)
+    if raw is None:
+        return None
+    value = header_int(raw.strip())
+    if value is None or value == 0:
+        raise InvalidInput(f"{TIMEOUT_HEADER} must be a positive whole number of milliseconds, got {shorten(raw)}")
+    return value / 1000.0
 
 
 def version_of(request: web.Request) -> Optional[int]:
@@ -208,9 +220,13 @@ class HttpEndpoints:
             raise InvalidInput(f"request body must be a JSON object, got {json_type(data)}")
         return data, binary
 
-    async def predict(self, request: web.Request, texts: list[bytes], request_id: Optional[str] = None) -> PredictResult:
+    async def predict(
+        self, request: web.Request, texts: list[bytes], request_id: Optional[str] = None, timeout_s: Optional[float] = None
+    ) -> PredictResult:
         info = request.match_info
         version = version_of(request)
+        if timeout_s is None:
+            timeout_s = timeout_header(request)
         request["counted"] = True  # the data plane counts from here on
         return await self.dp.predict(
             info["name"],
@@ -221,6 +237,7 @@ class HttpEndpoints:
             request_id=request_id or request.headers.get("X-Request-Id"),
             received=request["received"],
             admission=request.get("admission"),
+            timeout_s=timeout_s,
         )
 
     def admit(self, request: web.Request):

@@ -76,7 +76,7 @@ class V2Endpoints(HttpEndpoints):
                 if not isinstance(request_id, str):
                     raise InvalidInput(f"'id' must be a string, got {json_type(request_id)}")
                 text_value(request_id, "'id'")  # valid Unicode, or 400
-            result = await self.predict(request, texts, request_id)
+            result = await self.predict(request, texts, request_id, v2_timeout(data))
         body, json_len = render_v2(result, wanted, request_id)
         headers = {"X-Request-Id": result.request_id}
         if json_len is None:
@@ -86,6 +86,15 @@ class V2Endpoints(HttpEndpoints):
 
 
 # -- KServe v2 translation (pure functions, unit-tested) ------------------------------------------
+def v2_timeout(data: dict) -> Optional[float]:
+    """``parameters.timeout`` (microseconds, as Triton reads it) in seconds, if given."""
+    params = data.get("parameters")
+    if not isinstance(params, dict) or "timeout" not in params:
+        return None
+    value = params["timeout"]
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise InvalidInput(f"parameters.timeout must be a positive integer of microseconds, got {clip(value)}")
+    return value / 1e6
 def _elements(data: list, shape: list[int], where: str) -> list:
     """The tensor's elements in row-major order. ``data`` is either flat (``shape``'s element
     count of non-lists) or nested exactly as ``shape`` says; anything else is an error."""
