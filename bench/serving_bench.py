@@ -143,7 +143,9 @@ def parse_wrk(out: str) -> dict:
     """ok/failed counts, p50/p99 (ms) and req/s of all answers from wrk's --latency output."""
     import re
 
-    pct = dict(re.findall(r"^\s+(\d+)%\s+(\S+)$", out, re.M))
+    pct = dict(re.findall(r"^\s+(\d+(?:\.\d+)?)%\s+(\S+)\s*$", out, re.M))
+    if "50" not in pct or "99" not in pct:
+        raise RuntimeError(f"wrk printed no latency distribution:\n{out}")
     total = int(re.search(r"(\d+) requests in", out).group(1))
     bad = sum(int(x) for x in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
