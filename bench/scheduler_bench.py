@@ -38,7 +38,7 @@ import textops  # noqa: F401  (before TensorFlow: TF_USE_LEGACY_KERAS)
 
 from textops.serving.loadgen import run_load, tfs_body
 
-from serving_bench import demo_texts, in_process, measure_wrk, ours, parse_wrk, train_demo_model, wrk_command
+from serving_bench import demo_texts, in_process, measure_wrk, ours, parse_wrk, print_targets, train_demo_model, wrk_command
 
 
 def executions(url: str) -> dict[str, float]:
@@ -98,11 +98,7 @@ def main() -> int:
     print()
     print(f"{os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f} at the end), wrk -t1 per model, {args.seconds} s per measurement, "
           f"pool cpu {args.pool_cpu} for the two-model rows.")
-    print()
-    print("| measure | measured | target | met |")
-    print("|---|---:|---:|---|")
-    for label, value, goal, met in rows:
-        print(f"| {label} | {value} | {goal} | {met} |")
+    print_targets(rows)
     return 0
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import time
-import uuid
 from typing import Optional, Sequence
 
 from textops.prediction_log import PredictionRecord
@@ -183,7 +183,7 @@ class DataPlane:
         return name if name and self.manager.is_known(name) else "unknown"
 
     def count(self, model: Optional[str], version: str, protocol: str, status: int) -> None:
-        self.metrics.requests.labels(self.metric_model(model), version, protocol, str(status)).inc()
+        self.metrics.child(self.metrics.requests, self.metric_model(model), version, protocol, str(status)).inc()
 
     def auth_failed(self, protocol: str, peer: Optional[str], reason: str) -> None:
         """A refused authentication: counted (401 / UNAUTHENTICATED) by the caller, logged here (rate-limited)."""
@@ -236,7 +236,7 @@ class DataPlane:
         self._parsing[model] = parsing + 1
         self._inflight[model] = inflight + 1
         if self.manager.is_known(model):
-            self.metrics.inflight.labels(model).set(inflight + 1)
+            self.metrics.child(self.metrics.inflight, model).set(inflight + 1)
         return Admission(self, model)
 
     def _admitted_done(self, model: str, texts: Optional[int]) -> None:
@@ -249,7 +249,7 @@ class DataPlane:
     def _answered(self, model: str) -> None:
         _decrement(self._inflight, model)
         if self.manager.is_known(model):
-            self.metrics.inflight.labels(model).set(self._inflight.get(model, 0))
+            self.metrics.child(self.metrics.inflight, model).set(self._inflight.get(model, 0))
 
     async def predict(
         self,
@@ -270,7 +270,7 @@ class DataPlane:
         policy allows overrides); else the policy's ``queue.timeout_ms``; else none.
         """
         start = received if received is not None else time.perf_counter()
-        request_id = printable_request_id(request_id) if request_id else uuid.uuid4().hex
+        request_id = printable_request_id(request_id) if request_id else os.urandom(16).hex()  # uuid4's randomness, without building a UUID
         runtime: Optional[ModelRuntime] = None
         decoded: list[str] = []
         try:
@@ -302,8 +302,8 @@ class DataPlane:
             raise
         latency = time.perf_counter() - start
         v = str(runtime.version)
-        self.metrics.requests.labels(model, v, protocol, "200").inc()
-        self.metrics.stage_latency.labels(model, v, "total").observe(latency)
+        self.metrics.child(self.metrics.requests, model, v, protocol, "200").inc()
+        self.metrics.child(self.metrics.stage_latency, model, v, "total").observe(latency)
         self._log(request_id, runtime, decoded, prediction, protocol, latency, None)
         return PredictResult(model, runtime.version, prediction, request_id, latency)
 

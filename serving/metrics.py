@@ -158,5 +158,17 @@ class ServingMetrics:
             "textops_serving_inflight_requests", "Requests admitted and not yet answered, per model (the HPA's signal).", ["model"], registry=r
         )
 
+        self._children: dict = {}
+
+    def child(self, metric, *labels):
+        """``metric.labels(*labels)``, cached: the hot path looks each series up once (a labels()
+        call takes a lock and builds a key; on the request path it was most of the metrics cost).
+        Only for series that are never removed (counters and histograms)."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -16,6 +16,7 @@ import logging
 import time
 from typing import Any, Optional
 
+import orjson
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
@@ -43,9 +44,19 @@ TIMEOUT_HEADER = "X-Request-Timeout-Ms"  # the request's deadline, from its arri
 _ENCODINGS = ("identity", "gzip", "deflate")
 
 
+def dumps(data: Any) -> bytes:
+    """Compact UTF-8 JSON. orjson: about 4x cheaper than the standard library for a predict
+    answer (bench/request_cost_bench.py); a value it refuses (a string holding a lone surrogate)
+    is written by the standard library with escapes instead."""
+    try:
+        return orjson.dumps(data)
+    except TypeError:
+        return json.dumps(data, separators=(",", ":")).encode("ascii")
+
+
 def json_response(data: Any, status: int = 200, headers: Optional[dict] = None) -> web.Response:
     return web.Response(
-        body=json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
+        body=dumps(data),
         status=status,
         content_type="application/json",
         headers=headers,

@@ -3,7 +3,6 @@ binary tensor extension), translated to and from the data plane."""
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 from typing import Any, Optional
@@ -14,7 +13,7 @@ from textops import features
 
 from .dataplane import PredictResult
 from .errors import InvalidInput, clip, shorten
-from .rest_common import BINARY_HEADER, HttpEndpoints, json_response, json_type, text_value, version_of
+from .rest_common import BINARY_HEADER, HttpEndpoints, dumps, json_response, json_type, text_value, version_of
 
 _OUTPUTS = (features.OUTPUT_PROBABILITIES, features.OUTPUT_LABEL, features.OUTPUT_CLASSES)
 
@@ -230,7 +229,7 @@ def render_v2(result: PredictResult, wanted: dict[str, bool], request_id: Option
         outputs.append(entry)
     response: dict[str, Any] = {"model_name": result.model, "model_version": str(result.version), "outputs": outputs}
     response["id"] = request_id if request_id is not None else result.request_id
-    header = json.dumps(response, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    header = dumps(response)
     if not chunks:
         return header, None
     return header + b"".join(chunks), len(header)

@@ -441,11 +441,11 @@ class Scheduler:
                 continue
             done = self._clock()
             queue.executions_metric.inc()
-            stage = self.metrics.stage_latency
-            stage.labels(queue.name, version, "batch").observe(started - formed)
-            stage.labels(queue.name, version, "inference").observe(done - started)
-            self.metrics.batch_size.labels(queue.name, version).observe(len(texts))
-            queue_hist = stage.labels(queue.name, version, "queue")
+            m = self.metrics
+            m.child(m.stage_latency, queue.name, version, "batch").observe(started - formed)
+            m.child(m.stage_latency, queue.name, version, "inference").observe(done - started)
+            m.child(m.batch_size, queue.name, version).observe(len(texts))
+            queue_hist = m.child(m.stage_latency, queue.name, version, "queue")
             answers = []
             offset = 0
             for item in group:
