@@ -295,7 +295,7 @@ class DataPlane:
             self.count(model, version_label, protocol, exc.http_status)
             if isinstance(exc, Overloaded):
                 self.metrics.overload_rejections.labels(model, protocol).inc()
-            if exc.http_status >= 500:
+            if exc.http_status >= 500 and not isinstance(exc, DeadlineExceeded):  # expiries are counted, not logged
                 log.warning("%s request for %s failed: %s", protocol, model, exc.message)
             if runtime is not None:  # it reached a model: a failed prediction, logged as such
                 self._log(request_id, runtime, decoded, None, protocol, time.perf_counter() - start, exc.message)

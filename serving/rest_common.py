@@ -113,7 +113,7 @@ def timeout_header(request: web.Request) -> Optional[float]:
     value = header_int(raw.strip())
     if value is None or value == 0:
         raise InvalidInput(f"{TIMEOUT_HEADER} must be a positive whole number of milliseconds, got {shorten(raw)}")
-    return value / 1000.0
+    return min(value, 86_400_000) / 1000.0  # longer than a day: a day
 
 
 def version_of(request: web.Request) -> Optional[int]:

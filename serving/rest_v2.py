@@ -16,6 +16,7 @@ from .errors import InvalidInput, clip, shorten
 from .rest_common import BINARY_HEADER, HttpEndpoints, dumps, json_response, json_type, text_value, version_of
 
 _OUTPUTS = (features.OUTPUT_PROBABILITIES, features.OUTPUT_LABEL, features.OUTPUT_CLASSES)
+_LONGEST_TIMEOUT_US = 86_400 * 10**6  # a longer deadline is taken as one day (no float overflow, no timer overflow)
 
 
 class V2Endpoints(HttpEndpoints):
@@ -93,7 +94,7 @@ def v2_timeout(data: dict) -> Optional[float]:
     value = params["timeout"]
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise InvalidInput(f"parameters.timeout must be a positive integer of microseconds, got {clip(value)}")
-    return value / 1e6
+    return min(value, _LONGEST_TIMEOUT_US) / 1e6
 def _elements(data: list, shape: list[int], where: str) -> list:
     """The tensor's elements in row-major order. ``data`` is either flat (``shape``'s element
     count of non-lists) or nested exactly as ``shape`` says; anything else is an error."""
