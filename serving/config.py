@@ -29,7 +29,10 @@ a Secret must not turn auth off) unless ``auth: off`` says so explicitly.
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -51,6 +54,20 @@ def inference_cores() -> int:
         return len(os.sched_getaffinity(0)) or 1
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+@functools.lru_cache(maxsize=1)
+def gpu_memory_mib() -> Optional[int]:
+    """Memory of the first NVIDIA GPU in MiB (``nvidia-smi``), or None when there is none."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run([exe, "--query-gpu=memory.total", "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    values = [int(v) for v in out.stdout.split() if v.isascii() and v.isdigit()] if out.returncode == 0 else []
+    return values[0] if values else None
 
 
 class QueuePolicy(_Strict):
@@ -98,7 +115,8 @@ class InstancesConfig(_Strict):
 class PoolConfig(_Strict):
     """The resources every model's executions draw on (Triton's rate-limiter resources)."""
 
-    # Named counts, e.g. {cpu: 4, gpu_memory_mib: 16000}. Default: {cpu: the cores this process may use}.
+    # Named counts, e.g. {cpu: 4, gpu_memory_mib: 16000}. Default: {cpu: the cores this process may
+    # use}, plus {gpu_memory_mib: the first GPU's memory} when nvidia-smi reports a GPU.
     resources: dict[str, int] = Field(default_factory=dict)
     # Threads that run model calls, shared by every model; None: the most executions the pool
     # and the models' instances allow at once.
@@ -114,7 +132,14 @@ class PoolConfig(_Strict):
         return self
 
     def capacity(self) -> dict[str, int]:
-        return dict(self.resources) if self.resources else {"cpu": inference_cores()}
+        """The configured resources, else {cpu: usable cores} plus gpu_memory_mib of the first GPU when there is one."""
+        if self.resources:
+            return dict(self.resources)
+        pool = {"cpu": inference_cores()}
+        gpu = gpu_memory_mib()
+        if gpu:
+            pool["gpu_memory_mib"] = gpu
+        return pool
 
 
 class ModelPolicy(_Strict):

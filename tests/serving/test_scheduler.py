@@ -251,8 +251,11 @@ def test_invalid_pool_and_queue_configs_name_the_key(tmp_path, config, key):
 def test_pool_defaults_to_the_usable_cores(tmp_path):
     import os
 
+    from textops.serving.config import gpu_memory_mib
+
     cfg = load_config(None, model_repository=tmp_path)
-    assert cfg.pool.capacity() == {"cpu": len(os.sched_getaffinity(0))}
+    gpu = {"gpu_memory_mib": gpu_memory_mib()} if gpu_memory_mib() else {}
+    assert cfg.pool.capacity() == {"cpu": len(os.sched_getaffinity(0)), **gpu}
     assert cfg.max_instances(MODEL) == 1 and cfg.queue_limit(MODEL) == cfg.batching.max_queue
 
 
