@@ -279,7 +279,13 @@ class DataPlane:
             decoded = self.check_texts(texts)
             deadline = self._deadline(model, start, timeout_s)
             await self._ensure_loaded(model)
-            runtime = self.manager.resolve(model, version, label)
+            try:
+                runtime = self.manager.resolve(model, version, label)
+            except (Unavailable, NotFound):
+                if not self.manager.is_unloaded(model):
+                    raise
+                await self._ensure_loaded(model)  # unloaded while this request was on its way
+                runtime = self.manager.resolve(model, version, label)
             if admission is not None:
                 admission.queued(len(texts))
             left = None if deadline is None else deadline - time.perf_counter()
