@@ -15,6 +15,11 @@ Example ``serving.yaml``::
     connections: {header_timeout_s: 10, body_timeout_s: 30, keepalive_timeout_s: 75, max_connections: 1024}
     repository: {settle_s: 2.0, load_retries: 5, load_retry_interval_s: 2.0}
     prediction_log: {directory: /logs/predictions, sample_rate: 1.0, max_file_bytes: 67108864}
+    pool: {resources: {cpu: 4}}      # what model executions draw on (default: cpu = usable cores)
+
+Per model, next to its version policy: ``priority`` (1 highest), ``queue`` (max_queue,
+timeout_ms, allow_timeout_override, on_full) and ``instances`` (min, max, resources,
+scale_up_after_ms, idle_s, unload_after_s); see docs/serving.md for a worked example.
 
 The bearer token is never read from the file: it comes from the environment variable named by
 ``auth_token_env`` (default ``TEXTOPS_SERVING_TOKEN``), so the config can be committed. Auth is on
@@ -24,7 +29,10 @@ a Secret must not turn auth off) unless ``auth: off`` says so explicitly.
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any, Literal, Optional, Sequence
 
@@ -37,9 +45,109 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ModelPolicy(_Strict):
-    """Which versions of one model are served, and the labels that name some of them."""
+def inference_cores() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
+
+@functools.lru_cache(maxsize=1)
+def gpu_memory_mib() -> Optional[int]:
+    """Memory of the first NVIDIA GPU in MiB (``nvidia-smi``), or None when there is none."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run([exe, "--query-gpu=memory.total", "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    values = [int(v) for v in out.stdout.split() if v.isascii() and v.isdigit()] if out.returncode == 0 else []
+    return values[0] if values else None
+
+
+class QueuePolicy(_Strict):
+    """One model's queue (Triton's ``default_queue_policy``): its size, deadlines, what a full queue does."""
+
+    # Texts waiting for this model; None: batching.max_queue.
+    max_queue: Optional[int] = Field(None, ge=1)
+    # Default deadline of a request, from its arrival; a request still queued past it is answered
+    # 504 (gRPC DEADLINE_EXCEEDED) and never run. None: no deadline.
+    timeout_ms: Optional[float] = Field(None, gt=0.0, le=3_600_000.0)
+    # Whether a request may set its own deadline (HTTP header X-Request-Timeout-Ms, v2
+    # parameters.timeout in microseconds as Triton reads it, the gRPC deadline).
+    allow_timeout_override: bool = True
+    # reject: the new request gets 429 at once. drop_oldest: the oldest queued request gets 429
+    # and the new one is queued (fresh requests win when clients give up on old ones).
+    on_full: Literal["reject", "drop_oldest"] = "reject"
+
+
+class InstancesConfig(_Strict):
+    """How many executions of one model may run at once, what each draws from the pool, and how
+    that number follows the load (Triton's instance group + rate limiter)."""
+
+    min: int = Field(1, ge=1, description="instances kept however idle the model is")
+    # None: batching.workers. More than min: instances are added while the model has a backlog
+    # and the pool has free resources, and stopped again once idle.
+    max: Optional[int] = Field(None, ge=1, le=64)
+    # What one running execution holds from the pool (names must be pool.resources keys).
+    resources: dict[str, int] = Field(default_factory=lambda: {"cpu": 1})
+    scale_up_after_ms: float = Field(20.0, ge=0.0, le=60_000.0, description="backlog this long with every instance busy adds one")
+    idle_s: float = Field(5.0, gt=0.0, le=86_400.0, description="an instance unused this long is stopped (down to min)")
+    # The model unloaded after this long without a request, and loaded again by the next
+    # request (which waits for the load). None: never unloaded.
+    unload_after_s: Optional[float] = Field(None, gt=0.0, le=7 * 86_400.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> "InstancesConfig":
+        if self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is larger than max ({self.max})")
+        for name, count in self.resources.items():
+            if count < 0:
+                raise ValueError(f"resources.{name} is {count}; an instance holds zero or more of a resource")
+        return self
+
+
+class PoolConfig(_Strict):
+    """The resources every model's executions draw on (Triton's rate-limiter resources)."""
+
+    # Named counts, e.g. {cpu: 4, gpu_memory_mib: 16000}. Default: {cpu: the cores this process may
+    # use}, plus {gpu_memory_mib: the first GPU's memory} when nvidia-smi reports a GPU.
+    resources: dict[str, int] = Field(default_factory=dict)
+    # Threads that run model calls, shared by every model; None: the most executions the pool
+    # and the models' instances allow at once.
+    threads: Optional[int] = Field(None, ge=1, le=256)
+
+    @model_validator(mode="after")
+    def _check(self) -> "PoolConfig":
+        for name, count in self.resources.items():
+            if not name or not name.replace("_", "").isalnum():
+                raise ValueError(f"resource name {name!r} must be letters, digits or '_'")
+            if count < 1:
+                raise ValueError(f"resources.{name} is {count}; a pool resource has a count of at least 1")
+        return self
+
+    def capacity(self) -> dict[str, int]:
+        """The configured resources, else {cpu: usable cores} plus gpu_memory_mib of the first GPU when there is one."""
+        if self.resources:
+            return dict(self.resources)
+        pool = {"cpu": inference_cores()}
+        gpu = gpu_memory_mib()
+        if gpu:
+            pool["gpu_memory_mib"] = gpu
+        return pool
+
+
+class ModelPolicy(_Strict):
+    """Which versions of one model are served, the labels that name some of them, and how the
+    model shares the server: its priority, its queue and its instances."""
+
+    # Triton's convention: 1 is the highest; a model at priority p gets 1/p of the executions of
+    # a priority-1 model while both have work (no model ever starves).
+    priority: int = Field(1, ge=1, le=100)
+    queue: QueuePolicy = Field(default_factory=QueuePolicy)
+    instances: InstancesConfig = Field(default_factory=InstancesConfig)
     version_policy: Literal["latest", "all", "specific"] = "latest"
     # latest: the newest ``num_latest`` versions; specific: exactly ``versions``.
     num_latest: int = Field(1, ge=1)
@@ -132,6 +240,7 @@ class ServerConfig(_Strict):
     prediction_log: PredictionLogConfig = Field(default_factory=PredictionLogConfig)
     connections: ConnectionsConfig = Field(default_factory=ConnectionsConfig)
     repository: RepositoryConfig = Field(default_factory=RepositoryConfig)
+    pool: PoolConfig = Field(default_factory=PoolConfig)
     # After SIGTERM: how long queued and running requests may take to finish (the Deployment's
     # preStop delay + this must fit in its terminationGracePeriodSeconds; a test checks it).
     drain_timeout_s: float = Field(20.0, gt=0.0, le=600.0)
@@ -149,7 +258,40 @@ class ServerConfig(_Strict):
                 f"limits.max_instances ({self.limits.max_instances}) must not exceed batching.max_queue "
                 f"({self.batching.max_queue}): a request that large could never be queued"
             )
+        capacity = self.pool.capacity()
+        for name, policy in self.models.items():
+            where = f"models.{name}"
+            if policy.queue.max_queue is not None and self.limits.max_instances > policy.queue.max_queue:
+                raise ValueError(
+                    f"{where}.queue.max_queue ({policy.queue.max_queue}) is smaller than limits.max_instances "
+                    f"({self.limits.max_instances}): a request that large could never be queued"
+                )
+            self._check_instances(policy.instances, capacity, f"{where}.instances")
+        if not self.models:
+            self._check_instances(InstancesConfig(), capacity, "the default model instance")
         return self
+
+    def _check_instances(self, instances: "InstancesConfig", capacity: dict[str, int], where: str) -> None:
+        for resource, count in instances.resources.items():
+            if resource not in capacity:
+                raise ValueError(
+                    f"{where}.resources.{resource}: no such resource in pool.resources "
+                    f"({', '.join(sorted(capacity))}); add it there or fix the name"
+                )
+            if count > capacity[resource]:
+                raise ValueError(
+                    f"{where}.resources.{resource} is {count}, more than the pool has ({capacity[resource]}): "
+                    f"the model could never run"
+                )
+
+    def max_instances(self, model_name: str) -> int:
+        instances = self.policy(model_name).instances
+        return instances.max if instances.max is not None else max(instances.min, self.batching.workers)
+
+    def queue_limit(self, model_name: str) -> int:
+        """The most texts that may wait for the model (its queue policy, else batching.max_queue)."""
+        limit = self.policy(model_name).queue.max_queue
+        return limit if limit is not None else self.batching.max_queue
 
     def auth_token(self) -> Optional[str]:
         """The bearer token clients must send, or None when auth is off; ConfigError if ambiguous."""

@@ -7,22 +7,24 @@ wire format to ``predict(...)`` and its ``PredictResult``/``ServingError`` back.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
+import os
 import time
-import uuid
 from typing import Optional, Sequence
 
 from textops.prediction_log import PredictionRecord
 
-from .batching import DynamicBatcher
+from .batching import DynamicBatcher, queue_settings
 from .config import ServerConfig
-from .errors import InvalidInput, Overloaded, ServingError, Unavailable, shorten
+from .errors import DeadlineExceeded, InvalidInput, NotFound, Overloaded, ServingError, Unavailable, shorten
 from .metrics import ServingMetrics
 from .ratelimit import RateLimitedLog
 from .prediction_logger import PredictionLogWriter, escape_unencodable
-from .repository import ModelManager
+from .repository import ModelManager, VersionStatus
 from .runtime import ModelRuntime, Prediction
+from .scheduler import QueueSettings, ResourcePool, Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,59 @@ class DataPlane:
         self._texts_per_request: dict[str, float] = {}  # moving average, per model
         self._closing = False
         self._auth_log = RateLimitedLog(log)
+        capacity = config.pool.capacity()
+        self.scheduler = Scheduler(
+            ResourcePool(capacity, metrics), metrics, threads=self._threads(capacity), on_idle=self._on_idle
+        )
+        self._reloads: dict[str, asyncio.Future] = {}  # one reload per unloaded model, shared by its requests
+
+    def _threads(self, capacity: dict[str, int]) -> int:
+        """pool.threads, else enough for every execution the pool's cpu and the models' instances allow."""
+        if self.config.pool.threads is not None:
+            return self.config.pool.threads
+        widest = max([self.config.max_instances(m) for m in self.config.models] or [self.config.max_instances("")])
+        return max(1, min(64, max(capacity.get("cpu", 1), widest)))
+
+    def start(self) -> "DataPlane":
+        self.scheduler.start()
+        return self
+
+    def queue_settings(self, model: str) -> QueueSettings:
+        policy, instances = self.config.policy(model), self.config.policy(model).instances
+        return queue_settings(
+            self.config.batching,
+            priority=policy.priority,
+            max_queue=self.config.queue_limit(model),
+            on_full=policy.queue.on_full,
+            min_instances=instances.min,
+            max_instances=self.config.max_instances(model),
+            resources=dict(instances.resources),
+            scale_up_after_s=instances.scale_up_after_ms / 1000.0,
+            idle_s=instances.idle_s,
+            unload_after_s=instances.unload_after_s,
+        )
+
+    # -- unload on idle, reload on demand ---------------------------------------------------
+    def _on_idle(self, model: str) -> None:
+        """Called by a scheduler thread when the model has been unused for instances.unload_after_s."""
+        batcher = self._batchers.get(model)
+        if batcher is not None and batcher.queue.unloaded:
+            self.manager.unload(model)
+
+    async def _ensure_loaded(self, model: str) -> None:
+        """A request for an unloaded model waits for its reload (one reload, however many wait)."""
+        if not self.manager.is_unloaded(model):
+            return
+        batcher = self._batcher(model)
+        self.scheduler.wake(batcher.queue)
+        try:
+            pending = self._reloads.get(model)
+            if pending is None:
+                pending = self._reloads[model] = asyncio.ensure_future(asyncio.to_thread(self.manager.reload, model))
+                pending.add_done_callback(lambda _f: self._reloads.pop(model, None))
+            await asyncio.shield(pending)
+        finally:
+            self.scheduler.woken(batcher.queue)
 
     # -- health ------------------------------------------------------------------------------
     def live(self) -> bool:
@@ -103,13 +158,32 @@ class DataPlane:
     def ready(self) -> bool:
         return not self._closing and self.manager.ready()
 
+    # -- model lookups for the adapters (status, metadata, readiness) ---------------------------
+    def model_status(self, name: str, version: Optional[int] = None, label: Optional[str] = None) -> list[VersionStatus]:
+        """TF Serving's model status: every version known (or the one named), newest first."""
+        return self.manager.versions_status(name, version, label)
+
+    def model_metadata(self, name: str, version: Optional[int] = None, label: Optional[str] = None) -> ModelRuntime:
+        """The runtime whose signatures and classes describe the model (the latest, or the one named)."""
+        return self.manager.resolve(name, version, label)
+
+    def servable_versions(self, name: str) -> list[int]:
+        return self.manager.servable_versions(name)
+
+    def model_ready(self, name: str, version: Optional[int] = None) -> bool:
+        """Whether the model (or that version) can answer now; NotFound for a model not served here."""
+        if not self.manager.is_known(name):
+            served = ", ".join(self.manager.served_models()) or "none yet"
+            raise NotFound(f"model {shorten(name)} is not served here (served models: {served})")
+        return self.manager.model_ready(name, version)
+
     # -- requests ----------------------------------------------------------------------------
     def metric_model(self, name: Optional[str]) -> str:
         """Model label for metrics: client-chosen unknown names must not create new series."""
         return name if name and self.manager.is_known(name) else "unknown"
 
     def count(self, model: Optional[str], version: str, protocol: str, status: int) -> None:
-        self.metrics.requests.labels(self.metric_model(model), version, protocol, str(status)).inc()
+        self.metrics.child(self.metrics.requests, self.metric_model(model), version, protocol, str(status)).inc()
 
     def auth_failed(self, protocol: str, peer: Optional[str], reason: str) -> None:
         """A refused authentication: counted (401 / UNAUTHENTICATED) by the caller, logged here (rate-limited)."""
@@ -145,21 +219,24 @@ class DataPlane:
         will answer, instead of reading and parsing bodies it would then refuse.
         """
         cfg = self.config.batching
+        max_queue = self.config.queue_limit(model)
         batcher = self._batchers.get(model)
         queued = batcher.queued_texts if batcher is not None else 0
         parsing = self._parsing.get(model, 0)
         expected = queued + (parsing + 1) * self._texts_per_request.get(model, 1.0)
         inflight = self._inflight.get(model, 0)
-        if expected > cfg.max_queue or (cfg.max_inflight is not None and inflight >= cfg.max_inflight):
+        if expected > max_queue or (cfg.max_inflight is not None and inflight >= cfg.max_inflight):
             self.count(model, "", protocol, Overloaded.http_status)
             self.metrics.overload_rejections.labels(self.metric_model(model), protocol).inc()
             limit = f", limit {cfg.max_inflight}" if cfg.max_inflight is not None else ""
             raise Overloaded(
                 f"model {shorten(model)} is overloaded: {queued} texts queued and {parsing} requests being read "
-                f"(queue limit {cfg.max_queue} texts), {inflight} requests in flight{limit}; retry after a short backoff"
+                f"(queue limit {max_queue} texts), {inflight} requests in flight{limit}; retry after a short backoff"
             )
         self._parsing[model] = parsing + 1
         self._inflight[model] = inflight + 1
+        if self.manager.is_known(model):
+            self.metrics.child(self.metrics.inflight, model).set(inflight + 1)
         return Admission(self, model)
 
     def _admitted_done(self, model: str, texts: Optional[int]) -> None:
@@ -171,6 +248,8 @@ class DataPlane:
 
     def _answered(self, model: str) -> None:
         _decrement(self._inflight, model)
+        if self.manager.is_known(model):
+            self.metrics.child(self.metrics.inflight, model).set(self._inflight.get(model, 0))
 
     async def predict(
         self,
@@ -183,41 +262,68 @@ class DataPlane:
         request_id: Optional[str] = None,
         received: Optional[float] = None,
         admission: Optional[Admission] = None,
+        timeout_s: Optional[float] = None,
     ) -> PredictResult:
-        """Raises ServingError (already counted in metrics) or returns the prediction."""
+        """Raises ServingError (already counted in metrics) or returns the prediction.
+
+        ``timeout_s``: the client's deadline from ``received`` (used when the model's queue
+        policy allows overrides); else the policy's ``queue.timeout_ms``; else none.
+        """
         start = received if received is not None else time.perf_counter()
-        request_id = printable_request_id(request_id) if request_id else uuid.uuid4().hex
+        request_id = printable_request_id(request_id) if request_id else os.urandom(16).hex()  # uuid4's randomness, without building a UUID
         runtime: Optional[ModelRuntime] = None
         decoded: list[str] = []
         try:
             if self._closing:
                 raise Unavailable("server is shutting down; retry on another replica")
             decoded = self.check_texts(texts)
-            runtime = self.manager.resolve(model, version, label)
+            deadline = self._deadline(model, start, timeout_s)
+            await self._ensure_loaded(model)
+            try:
+                runtime = self.manager.resolve(model, version, label)
+            except (Unavailable, NotFound):
+                if not self.manager.is_unloaded(model):
+                    raise
+                await self._ensure_loaded(model)  # unloaded while this request was on its way
+                runtime = self.manager.resolve(model, version, label)
             if admission is not None:
                 admission.queued(len(texts))
-            prediction, _ = await self._batcher(model).submit(runtime, texts)
+            left = None if deadline is None else deadline - time.perf_counter()
+            if left is not None and left <= 0:
+                self.metrics.deadline_expired.labels(model).inc()
+                raise DeadlineExceeded(
+                    f"the request's deadline of {(deadline - start) * 1000:.0f} ms passed before it reached model "
+                    f"'{model}''s queue; it was not run: allow more time"
+                )
+            prediction, _ = await self._batcher(model).submit(runtime, texts, left)
         except ServingError as exc:
             version_label = str(runtime.version) if runtime is not None else ""
             self.count(model, version_label, protocol, exc.http_status)
             if isinstance(exc, Overloaded):
                 self.metrics.overload_rejections.labels(model, protocol).inc()
-            if exc.http_status >= 500:
+            if exc.http_status >= 500 and not isinstance(exc, DeadlineExceeded):  # expiries are counted, not logged
                 log.warning("%s request for %s failed: %s", protocol, model, exc.message)
             if runtime is not None:  # it reached a model: a failed prediction, logged as such
                 self._log(request_id, runtime, decoded, None, protocol, time.perf_counter() - start, exc.message)
             raise
         latency = time.perf_counter() - start
         v = str(runtime.version)
-        self.metrics.requests.labels(model, v, protocol, "200").inc()
-        self.metrics.stage_latency.labels(model, v, "total").observe(latency)
+        self.metrics.child(self.metrics.requests, model, v, protocol, "200").inc()
+        self.metrics.child(self.metrics.stage_latency, model, v, "total").observe(latency)
         self._log(request_id, runtime, decoded, prediction, protocol, latency, None)
         return PredictResult(model, runtime.version, prediction, request_id, latency)
+
+    def _deadline(self, model: str, start: float, timeout_s: Optional[float]) -> Optional[float]:
+        policy = self.config.policy(model).queue
+        if timeout_s is not None and policy.allow_timeout_override:
+            return start + timeout_s
+        return start + policy.timeout_ms / 1000.0 if policy.timeout_ms is not None else None
 
     def _batcher(self, model: str) -> DynamicBatcher:
         batcher = self._batchers.get(model)
         if batcher is None:
-            batcher = self._batchers[model] = DynamicBatcher(model, self.config.batching, self.metrics).start()
+            batcher = DynamicBatcher(model, self.config.batching, self.metrics, self.scheduler, self.queue_settings(model))
+            self._batchers[model] = batcher.start()
         return batcher
 
     def _log(
@@ -262,3 +368,4 @@ class DataPlane:
         self._closing = True
         for batcher in list(self._batchers.values()):
             await batcher.close()
+        await asyncio.to_thread(self.scheduler.stop)

@@ -83,6 +83,13 @@ class Overloaded(ServingError):
     grpc_code = "RESOURCE_EXHAUSTED"
 
 
+class DeadlineExceeded(ServingError):
+    """The request was still queued at its deadline: answered at once and never run."""
+
+    http_status = 504
+    grpc_code = "DEADLINE_EXCEEDED"
+
+
 class Unavailable(ServingError):
     """No servable version (yet), or the server is shutting down."""
 

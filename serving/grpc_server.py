@@ -126,7 +126,7 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
                 counted = True
                 result = await self.dp.predict(
                     name, texts, protocol="grpc", version=version, label=label, request_id=request_id, received=received,
-                    admission=ticket,
+                    admission=ticket, timeout_s=context.time_remaining(),
                 )
         except ServingError as exc:
             await self._abort(context, exc, model, counted)
@@ -151,7 +151,7 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
             fields = list(request.metadata_field)
             if fields != ["signature_def"]:
                 raise InvalidInput(f"metadata_field must be ['signature_def'] (the only metadata served), got {clip(fields)}")
-            runtime = self.dp.manager.resolve(name, version, label)
+            runtime = self.dp.model_metadata(name, version, label)
         except ServingError as exc:
             await self._abort(context, exc, request.model_spec.name, False)
             raise AssertionError("unreachable")
@@ -163,7 +163,7 @@ class ModelService(_Base, model_service_pb2_grpc.ModelServiceServicer):
         try:
             self._check_auth(context)
             name, version, label = self._spec(request.model_spec)
-            statuses = self.dp.manager.versions_status(name, version, label)
+            statuses = self.dp.model_status(name, version, label)
         except ServingError as exc:
             await self._abort(context, exc, request.model_spec.name, False)
             raise AssertionError("unreachable")

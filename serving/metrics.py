@@ -116,5 +116,59 @@ class ServingMetrics:
             registry=r,
         )
 
+        # -- the shared scheduler: pool, queues by priority, deadlines, instances ------------------
+        self.pool_capacity = Gauge(
+            "textops_serving_pool_capacity", "Count of each resource in the pool model executions draw on.", ["resource"], registry=r
+        )
+        self.pool_in_use = Gauge(
+            "textops_serving_pool_in_use", "Units of each pool resource held by running model executions.", ["resource"], registry=r
+        )
+        self.executions = Counter(
+            "textops_serving_executions_total", "Model calls (batches) run, by model and priority.", ["model", "priority"], registry=r
+        )
+        self.queue_wait = Histogram(
+            "textops_serving_queue_wait_seconds",
+            "Time a request waited in its model's queue before its batch started, by model and priority.",
+            ["model", "priority"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.oldest_wait = Gauge(
+            "textops_serving_queue_oldest_wait_seconds",
+            "Age of the oldest request waiting for each model (0: none waiting); sustained growth means starvation.",
+            ["model"],
+            registry=r,
+        )
+        self.deadline_expired = Counter(
+            "textops_serving_deadline_expired_total",
+            "Requests answered DeadlineExceeded (504) because their deadline passed while queued; never run.",
+            ["model"],
+            registry=r,
+        )
+        self.instances = Gauge(
+            "textops_serving_instances", "Model instances (executions allowed at once) per model; 0 while unloaded.", ["model"], registry=r
+        )
+        self.instance_changes = Counter(
+            "textops_serving_instance_changes_total",
+            "Instance count changes: up (backlog), down (idle), unload (idle past unload_after_s), reload (on demand).",
+            ["model", "direction"],
+            registry=r,
+        )
+        self.inflight = Gauge(
+            "textops_serving_inflight_requests", "Requests admitted and not yet answered, per model (the HPA's signal).", ["model"], registry=r
+        )
+
+        self._children: dict = {}
+
+    def child(self, metric, *labels):
+        """``metric.labels(*labels)``, cached: the hot path looks each series up once (a labels()
+        call takes a lock and builds a key; on the request path it was most of the metrics cost).
+        Only for series that are never removed (counters and histograms)."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

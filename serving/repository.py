@@ -69,6 +69,9 @@ class _Model:
     candidates: dict[int, _Candidate] = dataclasses.field(default_factory=dict)
     invalid_names: set[str] = dataclasses.field(default_factory=set)  # warned about once
     unreadable_served: set[int] = dataclasses.field(default_factory=set)
+    unloaded: bool = False  # unloaded after instances.unload_after_s idle; loaded again on demand
+    trusted: set[int] = dataclasses.field(default_factory=set)  # served before the unload: no settling wait
+    sync_lock: threading.RLock = dataclasses.field(default_factory=threading.RLock)  # one sync at a time
 
 
 _REQUIRED_FILES = ("saved_model.pb", "variables/variables.index")
@@ -215,6 +218,9 @@ class ModelManager:
             if version in model.servable:
                 self._check_served_readable(model, version, path)
                 continue
+            if version in model.trusted:  # served until its model was unloaded while idle
+                loadable.add(version)
+                continue
             state, signature, detail = _inspect(path)
             cand = model.candidates.get(version)
             if cand is None or cand.signature != signature:  # new, or its files changed: start over
@@ -273,6 +279,11 @@ class ModelManager:
         )
 
     def _sync_model(self, model: _Model) -> None:
+        with model.sync_lock:
+            if not model.unloaded:
+                self._sync_model_locked(model)
+
+    def _sync_model_locked(self, model: _Model) -> None:
         on_disk = self._scan(model)
         loadable = self._loadable(model, on_disk)
         loaded: dict[int, ModelRuntime] = {}
@@ -362,6 +373,51 @@ class ModelManager:
             extra={**extra, "event": "load_failed"},
         )
 
+    # -- unload on idle, reload on demand (driven by the scheduler through the data plane) -----
+    def unload(self, name: str) -> None:
+        """Drops the model's loaded versions (their memory goes with the last running call);
+        status END with a message saying it loads again on the next request."""
+        model = self._models.get(name)
+        if model is None:
+            return
+        with model.sync_lock:
+            if model.unloaded or not model.servable:
+                return
+            versions = sorted(model.servable)
+            model.trusted = set(versions)
+            model.unloaded = True
+            model.servable = {}
+            with self._lock:
+                for v in versions:
+                    model.status[v] = VersionStatus(v, END, "unloaded while idle (instances.unload_after_s); loads again on the next request")
+                    try:
+                        self.metrics.loaded_versions.remove(name, str(v))
+                    except KeyError:
+                        pass
+        log.info("model %s unloaded after being idle (versions %s); the next request loads it again", name, versions,
+                 extra={"model": name, "event": "unloaded_idle", "versions": versions})
+
+    def reload(self, name: str) -> None:
+        """Loads an unloaded model again (the caller waits); a no-op for a loaded one."""
+        model = self._models.get(name)
+        if model is None:
+            return
+        with model.sync_lock:
+            if not model.unloaded:
+                return
+            model.unloaded = False
+            start = time.perf_counter()
+            try:
+                self._sync_model_locked(model)
+            finally:
+                model.trusted = set()
+        log.info("model %s loaded again on demand in %.2f s", name, time.perf_counter() - start,
+                 extra={"model": name, "event": "reloaded"})
+
+    def is_unloaded(self, name: str) -> bool:
+        model = self._models.get(name)
+        return model is not None and model.unloaded
+
     # -- lookups (any thread; lock-free reads of the swapped tables) --------------------------
     def is_known(self, name: str) -> bool:
         return name in self._models
@@ -370,10 +426,12 @@ class ModelManager:
         return sorted(self._models)
 
     def ready(self) -> bool:
-        """Every served model has at least one servable version (after the first poll)."""
+        """Every served model has at least one servable version (after the first poll); a model
+        unloaded while idle counts as ready, since its next request loads it (the model's own
+        readiness says it is not loaded)."""
         if not self.initial_poll_done.is_set() or not self._models:
             return False
-        return all(m.servable for m in list(self._models.values()))
+        return all(m.servable or m.unloaded for m in list(self._models.values()))
 
     def model_ready(self, name: str, version: Optional[int] = None) -> bool:
         model = self._models.get(name)

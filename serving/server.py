@@ -94,6 +94,7 @@ class ServingServer:
         if self.prediction_log is not None:
             self.prediction_log.start()
         self.manager.start()  # loads in the background; /v2/health/ready says when it is done
+        self.dataplane.start()  # the shared scheduler's model threads
         self._runner = web.AppRunner(
             RestAdapter(self.dataplane).app(),
             handle_signals=False,

@@ -53,3 +53,17 @@ def test_termination_grace_period_covers_prestop_and_drain():
     assert pre_stop >= 5  # longer than endpoint propagation (kube-proxy, ingress) usually takes
     assert pre_stop + config.drain_timeout_s + flush_margin <= pod["terminationGracePeriodSeconds"]
     assert config.connections.keepalive_timeout_s > 60  # the load balancer, not the pod, closes idle connections
+
+
+def test_hpa_scales_on_queue_and_inflight_metrics_the_server_exports_through_the_adapter():
+    from textops.serving.metrics import ServingMetrics
+
+    (hpa,) = _docs("k8s/hpa.yaml")
+    pods_metrics = {m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods"}
+    assert pods_metrics == {"textops_serving_inflight_requests", "textops_serving_queue_texts"}
+    exported = {family.name for family in ServingMetrics().registry.collect()}
+    assert pods_metrics <= exported
+    (adapter,) = _docs("k8s/prometheus-adapter-rules.yaml")
+    rules = yaml.safe_load(adapter["data"]["config.yaml"])["rules"]
+    assert {r["name"]["as"] for r in rules} == pods_metrics
+    assert all(r["resources"]["overrides"]["pod"] == {"resource": "pod"} for r in rules)

@@ -43,6 +43,11 @@ def serve(
     /v2/health/live, /v2/health/ready. Metrics: /metrics. Stop with SIGTERM/Ctrl-C (graceful).
     Bearer-token auth is on when the variable named by auth_token_env (default
     TEXTOPS_SERVING_TOKEN) is set; set but empty is an error unless the config says 'auth: off'.
+
+    Models share one resource pool and scheduler (config 'pool: {resources: {cpu: N}}'); per
+    model: 'priority' (1 highest; priority p gets 1/p of the executions of priority 1 while they
+    contend), 'queue' (max_queue, timeout_ms deadline, on_full: reject | drop_oldest) and
+    'instances' (min, max, resources, idle_s, unload_after_s). See docs/serving.md.
     """
     from textops.serving.config import ConfigError, load_config
 
