@@ -23,17 +23,18 @@ import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import textops  # noqa: F401  (before TensorFlow: TF_USE_LEGACY_KERAS)
 
-MODEL = "text_classifier"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests/support
+from tests.support.data import demo_dataset  # noqa: E402
+from tests.support.models import train_and_export  # noqa: E402
+from tests.support.server import MODEL, free_port, wait_ready  # noqa: E402
 LEVELS = (1, 8, 32, 64)
 
 
@@ -62,34 +63,13 @@ def run_baseline_server(port: int, model_dir: str) -> None:
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/v2/health/ready", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready after {timeout} s")
-
-
 class Server:
     def __init__(self, args: list[str], workdir: Path, name: str):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(workdir / f"{name}.log", "wb")
         self.proc = subprocess.Popen([a.replace("{port}", str(self.port)) for a in args], stdout=self.log, stderr=subprocess.STDOUT)
-        wait_ready(self.url, self.proc)
+        wait_ready(self.url, self.proc, 120.0)
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
@@ -194,20 +174,13 @@ def in_process(model_dir: str, texts: list[str], n: int) -> dict:
 
 
 def train_demo_model(workdir: Path) -> str:
-    from textops.components import bare, training
-    from textops.pipelines.demo_data import generate
-
-    data = Path(generate(workdir / "data", train_rows=600, test_rows=150))
-    with open(data / "train.csv", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    model = bare.train_bare([r["text"] for r in rows], [r["label"] for r in rows], train_config=training.TrainConfig(epochs=2))
-    return model.export(str(workdir / "export"))
+    """The serving tests' model: the demo data (600 rows), two epochs."""
+    data = demo_dataset(workdir / "data", train_rows=600, test_rows=150, seed=7)
+    return str(train_and_export(data, workdir / "export", epochs=2))
 
 
 def demo_texts(workdir: Path) -> list[str]:
-    from textops.pipelines.demo_data import generate
-
-    data = Path(generate(workdir / "texts", train_rows=50, test_rows=300))
+    data = demo_dataset(workdir / "texts", train_rows=50, test_rows=300, seed=7)
     with open(data / "test.csv", encoding="utf-8") as f:
         return [r["text"] for r in csv.DictReader(f)]
 

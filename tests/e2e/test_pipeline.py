@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import read_csv, write_csv
+from tests.support.data import read_csv, write_csv
 from tests.e2e.conftest import summary, textops_cli
 from textops import model_repository
 

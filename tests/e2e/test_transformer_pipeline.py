@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import summary, textops_cli
-from tests.serving.conftest import ServerProcess
+from tests.support.server import ServerProcess
 from textops import model_repository
 
 pytestmark = pytest.mark.e2e

@@ -15,7 +15,7 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from tests.conftest import write_csv
+from tests.support.data import write_csv
 from textops.errors import TextOpsError
 from textops.pipelines import kubeflow_runner
 from textops.settings import SettingsError, load_settings

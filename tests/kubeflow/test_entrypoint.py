@@ -16,7 +16,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils as tfx_utils
 from tfx.types import standard_artifacts
 
-from tests.conftest import write_csv
+from tests.support.data import write_csv
 from textops.pipelines import kfp_entrypoint as ep
 
 REPO = Path(__file__).resolve().parents[2]

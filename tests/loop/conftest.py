@@ -1,7 +1,6 @@
-"""Fixtures for the continuous-training tests: span directories, a shifted distribution, servers.
+"""Helpers for the continuous-training tests: span directories and a shifted distribution.
 
-The serving fixtures (real SavedModels trained in seconds, ``textops serve`` subprocesses) are
-the ones tests/serving uses.
+The models and servers they use are the shared fixtures of tests/conftest.py (tests/support/).
 """
 
 from __future__ import annotations
@@ -9,18 +8,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-import textops  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
-
-from tests.conftest import write_csv
-from tests.serving.conftest import (  # noqa: F401  (fixtures, re-exported for these tests)
-    ServerProcess,
-    demo_data,
-    exported_models,
-    reference,
-    repo_tools,
-    start_server,
-    test_texts,
-)
+from tests.support.data import write_csv
 
 CLASSES = ("billing", "technical", "shipping", "account")
 
@@ -73,11 +61,8 @@ def shifted_rows(n: int, seed: int) -> list[tuple[str, str]]:
     return rows
 
 
-write_rows = write_csv  # one CSV writer for all tests
-
-
 def make_span(root: Path, number: int, train_rows, test_rows, prefix: str = "span-") -> Path:
     span = root / f"{prefix}{number}"
-    write_rows(span / "train.csv", train_rows)
-    write_rows(span / "test.csv", test_rows)
+    write_csv(span / "train.csv", train_rows)
+    write_csv(span / "test.csv", test_rows)
     return span

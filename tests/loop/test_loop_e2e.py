@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.loop.conftest import ServerProcess, make_span, shifted_rows, write_rows
+from tests.loop.conftest import make_span, shifted_rows
+from tests.support.server import ServerProcess
 from textops import model_repository
 from textops.ct.state import read_state
 from textops.pipelines.demo_data import generate

@@ -14,10 +14,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import textops  # noqa: F401  (must precede any TensorFlow import)
-
-REPO = Path(__file__).resolve().parents[2]
-SHARED_DATASETS = (REPO / ".." / "shared" / "datasets").resolve()
 
 # Texts of another kind entirely (log lines and stack traces), for shift tests that need no
 # shared data.
@@ -34,13 +30,6 @@ FOREIGN_TEXTS = [
         * 2
     )
 ]
-
-
-def shared_dataset(name: str) -> Path:
-    path = SHARED_DATASETS / name
-    if not (path / "test.csv").is_file():
-        pytest.skip(f"needs ../shared/datasets/{name} (the public datasets are not part of the repo)")
-    return path
 
 
 def chromium() -> str:
@@ -72,37 +61,37 @@ def render(html_path: Path, png_path: Path, height: int = 2400) -> tuple[Path, s
 
 
 @pytest.fixture(scope="session")
-def demo_data(tmp_path_factory) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from textops.pipelines.demo_data import generate
+def monitoring_demo_dir(demo_dataset) -> Path:
+    """The monitoring tests' demo dataset (1,200 train / 900 test rows)."""
+    return demo_dataset(1200, 900, 11)
 
-    d = generate(tmp_path_factory.mktemp("mon_demo_data"), train_rows=1200, test_rows=900, seed=11)
-    read = lambda name: pd.read_csv(d / name, dtype=str, keep_default_na=False)  # noqa: E731
+
+@pytest.fixture(scope="session")
+def demo_frames(monitoring_demo_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """That dataset's train and test splits as DataFrames."""
+    read = lambda name: pd.read_csv(monitoring_demo_dir / name, dtype=str, keep_default_na=False)  # noqa: E731
     return read("train.csv"), read("test.csv")
 
 
 @pytest.fixture(scope="session")
-def model_dir(demo_data, tmp_path_factory) -> Path:
-    from textops.components import bare, training
-
-    train, _ = demo_data
-    m = bare.train_bare(train.text.tolist(), train.label.tolist(), train_config=training.TrainConfig(epochs=3))
-    return Path(m.export(str(tmp_path_factory.mktemp("mon_model") / "1")))
+def model_dir(monitoring_demo_dir, trained_model) -> Path:
+    return trained_model(monitoring_demo_dir, epochs=3)
 
 
 @pytest.fixture(scope="session")
-def reference_dir(demo_data, model_dir, tmp_path_factory) -> Path:
+def reference_dir(demo_frames, model_dir, tmp_path_factory) -> Path:
     """Reference: the first 400 demo test texts, scored by the model; saved once."""
     from textops.monitoring.reference import build_reference
 
-    _, test = demo_data
+    _, test = demo_frames
     ref = build_reference(test.text[:400].tolist(), test.label[:400].tolist(), model_dir, source="demo test[:400]")
     return ref.save(tmp_path_factory.mktemp("mon_reference"))
 
 
 @pytest.fixture()
-def held_out(demo_data) -> pd.DataFrame:
+def held_out(demo_frames) -> pd.DataFrame:
     """Demo test rows the reference did not see (500 rows)."""
-    return demo_data[1].iloc[400:].reset_index(drop=True)
+    return demo_frames[1].iloc[400:].reset_index(drop=True)
 
 
 def write_log(model_dir: Path, texts: list[str], out: Path, **kwargs) -> Path:

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.monitoring.conftest import shared_dataset, write_log
+from tests.monitoring.conftest import write_log
+from tests.support.data import shared_dataset
 from textops.monitoring.config import load_monitor_settings
 from textops.monitoring.monitor import run_monitor
 

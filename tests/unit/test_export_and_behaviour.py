@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import read_csv
+from tests.support.data import read_csv
 from textops import features
 from textops.components import bare, training
 

@@ -11,7 +11,7 @@ import tensorflow as tf
 import tf_keras as keras
 from sklearn.metrics import f1_score
 
-from tests.conftest import read_csv
+from tests.support.data import read_csv
 from textops.components import bare, model as model_lib, training
 
 

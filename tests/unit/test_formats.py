@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_csv
+from tests.support.data import write_csv
 from textops.data import discover, preflight
 from textops.errors import DataValidationError
 from textops.settings import DataSettings

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from tfx.types import artifact_utils, standard_artifacts
 
-from tests.conftest import read_csv
+from tests.support.data import read_csv
 from textops.components import bare, training
 from textops.serving import infra_validator
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_csv
+from tests.support.data import write_csv
 from textops.data import discover
 from textops.pipelines.pipeline import Locations, create_pipeline
 from textops.settings import load_settings
