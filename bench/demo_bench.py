@@ -3,12 +3,14 @@
 Runs `textops demo` (generated 2,400/600-text data, fresh output directory: no cache) with this
 checkout's Python and, as the baseline, with another checkout's (``--before-python``, default
 ``/work/main/.venv/bin/python``: main's code), alternating ``--repeat`` times so both see the
-same machine load. Per run: wall time of the whole command, the pipeline components' seconds
+same machine load; or, with ``--before-commit REV``, with this checkout's Python running the code of
+commit REV (extracted to a temporary directory and put first on PYTHONPATH). Per run: wall time of the whole command, the pipeline components' seconds
 (run_summary.json), and the rest ("start + end": process start and imports, demo data, input
 check, the model-analysis page).
 
     .venv/bin/python bench/demo_bench.py
     .venv/bin/python bench/demo_bench.py --repeat 3 --before-python /path/to/other/.venv/bin/python
+    .venv/bin/python bench/demo_bench.py --before-commit main   # same interpreter and packages, main's code
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 REPO = Path(__file__).resolve().parents[1]
 COMPONENTS = (
@@ -31,12 +34,31 @@ COMPONENTS = (
 TARGET_WALL_S = 45.0
 
 
-def run_demo(python: str, workdir: Path, tag: str) -> dict:
+# The installed layout (pyproject's package-dir): these directories are textops' sub-packages.
+SUBPACKAGES = ("pipelines", "components", "serving", "monitoring")
+
+
+def extract_commit(rev: str, workdir: Path) -> Path:
+    """``rev``'s files under ``workdir/src``, importable as ``textops`` from there (PYTHONPATH)."""
+    src = workdir / "src"
+    src.mkdir()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+    for name in SUBPACKAGES:
+        if (src / name).is_dir() and not (src / "textops" / name).exists():
+            (src / "textops" / name).symlink_to(Path("..") / name)
+    return src
+
+
+def run_demo(python: str, workdir: Path, tag: str, pythonpath: Optional[Path] = None) -> dict:
     out = workdir / f"demo_{tag}"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
     started = time.perf_counter()
     proc = subprocess.run(
         [python, "-m", "textops.cli", "demo", "--output", str(out)],
-        capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=900,
+        capture_output=True, text=True, env=env, timeout=900,
         cwd=workdir,  # not this checkout: `python -m` would import its textops/ for the baseline too
     )
     wall = time.perf_counter() - started
@@ -82,6 +104,7 @@ def print_table(results: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before-python", default="/work/main/.venv/bin/python")
+    parser.add_argument("--before-commit", help="baseline: this commit's code run by --after-python (overrides --before-python)")
     parser.add_argument("--after-python", default=sys.executable)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "demo_bench.json")
@@ -92,10 +115,15 @@ def main() -> None:
         return
     results: dict = {"before": [], "after": [], "before_python": args.before_python, "after_python": args.after_python}
     with tempfile.TemporaryDirectory(prefix="textops-demo-bench-") as tmp:
+        before_path = None
+        if args.before_commit:
+            before_path = extract_commit(args.before_commit, Path(tmp))
+            args.before_python = args.after_python
+            results.update(before_python=args.after_python, before_commit=args.before_commit)
         for i in range(args.repeat):
             for tag, python in (("before", args.before_python), ("after", args.after_python)):
                 print(f"== {tag} {i + 1}/{args.repeat} ({python})", file=sys.stderr, flush=True)
-                results[tag].append(run_demo(python, Path(tmp), f"{tag}{i}"))
+                results[tag].append(run_demo(python, Path(tmp), f"{tag}{i}", before_path if tag == "before" else None))
                 print(json.dumps(results[tag][-1]), file=sys.stderr, flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))

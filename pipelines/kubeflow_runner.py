@@ -23,6 +23,7 @@ import yaml
 from textops import data as data_lib
 from textops.components.classification import HEADLINE_METRICS
 from textops.errors import TextOpsError
+from textops.pipelines.beam_options import direct_runner_args
 from textops.settings import KubeflowBeamSettings, ResourceSettings, Settings, VolumeMount
 
 TRAINER = "Trainer"
@@ -55,6 +56,7 @@ def beam_args(beam: KubeflowBeamSettings, pipeline_root: str, image: str) -> lis
     """Beam pipeline args for the chosen runner (DirectRunner inside the component's pod by default)."""
     options = dict(beam.options)
     if beam.runner == "direct":
+        # The pod's own Python environment runs the workers: no TFX sdist per component (beam_options).
         args = ["--direct_running_mode=multi_processing", "--direct_num_workers=0"]
     elif beam.runner == "dataflow":
         options.setdefault("temp_location", f"{pipeline_root.rstrip('/')}/beam-tmp")
@@ -64,7 +66,8 @@ def beam_args(beam: KubeflowBeamSettings, pipeline_root: str, image: str) -> lis
         options.setdefault("environment_type", "DOCKER")
         options.setdefault("environment_config", image)
         args = [f"--runner={'FlinkRunner' if beam.runner == 'flink' else 'SparkRunner'}"]
-    return args + [f"--{k}={v}" for k, v in sorted(options.items())]
+    args += [f"--{k}={v}" for k, v in sorted(options.items())]
+    return direct_runner_args(args) if beam.runner == "direct" else args
 
 
 def _cpu(value: Optional[str]) -> Optional[float]:

@@ -155,16 +155,18 @@ def run_local(
     source = data_lib.discover(data_path, settings.data, staging_dir=str(paths.staged_input))
     paths.output.mkdir(parents=True, exist_ok=True)
 
-    from tfx import v1 as tfx
+    from tfx.orchestration import metadata
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
+    from textops.pipelines.beam_options import direct_runner_args
     from textops.pipelines.pipeline import Locations, create_pipeline
 
     in_service = model_repository.latest_version(paths.model_repository, settings.push.model_name)
     locations = Locations(
         pipeline_root=str(paths.pipeline_root),
         model_repository=paths.model_repository,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(str(paths.metadata)),
-        beam_pipeline_args=tuple(settings.beam.pipeline_args()),
+        metadata_connection_config=metadata.sqlite_metadata_connection_config(str(paths.metadata)),
+        beam_pipeline_args=tuple(direct_runner_args(settings.beam.pipeline_args())),
         baseline_hint=f"{in_service.version}" if in_service else "none",
     )
     pipeline = create_pipeline(settings, source, locations)
@@ -181,7 +183,7 @@ def run_local(
         absl_logger.setLevel(logging.INFO)
     error: Optional[BaseException] = None
     try:
-        tfx.orchestration.LocalDagRunner().run(pipeline)
+        LocalDagRunner().run(pipeline)
     except BaseException as exc:  # reported in the summary and by the exit code
         error = exc
         tracker.failed()

@@ -88,6 +88,7 @@ class TransformSettings(_Section):
     min_count: int = Field(1, ge=1, description="n-grams seen fewer times are out of vocabulary")
     oov_buckets: int = Field(10_000, ge=1, description="hash buckets for out-of-vocabulary n-grams")
     boundaries: bool = Field(True, description='n-grams with start/end markers, e.g. "<s> what"')
+    statistics: bool = Field(False, description="Transform also writes TFDV statistics of its input and output (2 more Beam passes)")
 
 
 class TransformerSettings(_Section):

@@ -1,0 +1,63 @@
+"""Beam pipeline arguments for TFX's Beam-based components when Beam's DirectRunner runs them.
+
+TFX's ``BaseBeamExecutor`` (``tfx/dsl/components/base/base_beam_executor.py``) calls
+``dependency_utils.make_beam_dependency_flags`` whenever the pipeline has Beam arguments: unless
+one of them already names the workers' dependencies (``--extra_packages``, ``--setup_file``,
+``--requirements_file``, ``--sdk_container_image``, ...), it copies the whole installed ``tfx``
+package to a temporary directory and runs ``setup.py sdist`` on it in a subprocess, once per Beam
+component (ExampleGen, StatisticsGen, Transform, Evaluator), and adds ``--extra_package=<sdist>``.
+That package is for remote workers (Dataflow, Flink, Spark). Beam's DirectRunner never stages
+it: its FnApiRunner runs the pipeline in this process (``in_memory``, ``multi_threading``) or in
+``python -m apache_beam.runners.worker.sdk_worker_main`` subprocesses of the same interpreter
+(``multi_processing``), with environments built without artifacts
+(``apache_beam/runners/portability/fn_api_runner/fn_runner.py``, ``run_pipeline``). Measured
+here: 3-6 s per component, a quarter of ``textops demo``'s fixed cost on 2 cores.
+
+``direct_runner_args`` tells TFX that the workers' environment is given: the DirectRunner's
+workers are this Python environment, which has TFX and textops installed.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+# TFX's list (tfx/utils/dependency_utils.py, make_beam_dependency_flags): any of these set means
+# "the workers already have the dependencies" and TFX builds no package.
+DEPENDENCY_FLAGS = (
+    "extra_packages",
+    "extra_package",
+    "setup_file",
+    "requirements_file",
+    "worker_harness_container_image",
+    "sdk_container_image",
+)
+DIRECT_RUNNERS = ("DirectRunner", "SwitchingDirectRunner", "BundleBasedDirectRunner")
+# Read by no DirectRunner code path (only Docker/portable environments and Dataflow read it); the
+# value says where the workers' packages come from in the TFX log line that mentions it.
+LOCAL_ENVIRONMENT_FLAG = "--sdk_container_image=none-direct-runner-uses-this-python-environment"
+
+
+def _flag_name(arg: str) -> str:
+    return arg.lstrip("-").split("=", 1)[0].replace("-", "_")
+
+
+def _runner(args: Sequence[str]) -> str:
+    runner = "DirectRunner"
+    for i, arg in enumerate(args):
+        if _flag_name(arg) == "runner":
+            if "=" in arg:
+                runner = arg.split("=", 1)[1]
+            elif i + 1 < len(args):
+                runner = args[i + 1]
+    return runner.rsplit(".", 1)[-1]
+
+
+def direct_runner_args(args: Sequence[str]) -> list[str]:
+    """``args``, plus ``LOCAL_ENVIRONMENT_FLAG`` when they select Beam's DirectRunner (no
+    ``--runner`` or a direct one) and name no dependency flag of their own; else unchanged."""
+    args = list(args)
+    if _runner(args) not in DIRECT_RUNNERS:
+        return args
+    if any(_flag_name(a) in DEPENDENCY_FLAGS for a in args if a.startswith("-")):
+        return args
+    return [*args, LOCAL_ENVIRONMENT_FLAG]

@@ -1,0 +1,68 @@
+"""The pipeline's fixed costs that are ours: Beam arguments and Transform's optional passes."""
+
+from __future__ import annotations
+
+import pytest
+from tfx.utils import dependency_utils
+
+from tests.conftest import write_csv
+from textops.data import discover
+from textops.pipelines import beam_options, kubeflow_runner
+from textops.pipelines.pipeline import Locations, create_pipeline
+from textops.settings import load_settings
+
+
+def test_tfx_builds_no_package_for_the_direct_runner(monkeypatch):
+    """TFX's own check (run by every Beam executor) returns the local args as they are: it would
+    otherwise copy tfx/ and run `setup.py sdist` per component for workers that never use it."""
+    built = []
+    monkeypatch.setattr(dependency_utils, "build_ephemeral_package", lambda: built.append(1) or "/x.tar.gz")
+    args = beam_options.direct_runner_args(load_settings(None, []).beam.pipeline_args())
+    assert dependency_utils.make_beam_dependency_flags(args) == args
+    assert built == []
+    # The control: without it TFX does build the package.
+    plain = load_settings(None, []).beam.pipeline_args()
+    assert dependency_utils.make_beam_dependency_flags(plain) == [*plain, "--extra_package=/x.tar.gz"]
+    assert built == [1]
+
+
+@pytest.mark.parametrize(
+    "args, added",
+    [
+        (["--direct_running_mode=multi_processing", "--direct_num_workers=0"], True),
+        (["--runner=DirectRunner"], True),
+        (["--runner", "apache_beam.runners.direct.direct_runner.DirectRunner"], True),
+        (["--runner=DataflowRunner", "--project=p"], False),  # remote workers need the package
+        (["--runner", "FlinkRunner"], False),
+        (["--direct_running_mode=in_memory", "--extra_package=/my/pkg.tar.gz"], False),  # the user's own
+        (["--requirements_file=req.txt"], False),
+    ],
+)
+def test_only_direct_runs_without_a_dependency_flag_get_one(args, added):
+    out = beam_options.direct_runner_args(args)
+    assert out[: len(args)] == args
+    assert out[len(args):] == ([beam_options.LOCAL_ENVIRONMENT_FLAG] if added else [])
+
+
+def test_kubeflow_direct_runner_pods_build_no_package():
+    direct = kubeflow_runner.beam_args(load_settings(None, []).kubeflow.beam, "gs://b/root", "img:1")
+    assert beam_options.LOCAL_ENVIRONMENT_FLAG in direct
+    dataflow = kubeflow_runner.beam_args(
+        load_settings(None, ["kubeflow.beam.runner=dataflow", "kubeflow.beam.options={project: p, region: r}"]).kubeflow.beam,
+        "gs://b/root",
+        "img:1",
+    )
+    assert beam_options.LOCAL_ENVIRONMENT_FLAG not in dataflow and "--sdk_container_image=img:1" in dataflow
+
+
+@pytest.mark.parametrize("overrides, disabled", [((), 1), (("transform.statistics=true",), 0)])
+def test_transform_statistics_follow_the_setting(tmp_path, overrides, disabled):
+    write_csv(tmp_path / "data" / "train.csv", [("late parcel", "shipping"), ("charged twice", "billing")])
+    write_csv(tmp_path / "data" / "test.csv", [("late parcel", "shipping"), ("charged twice", "billing")])
+    settings = load_settings(None, list(overrides))
+    pipeline = create_pipeline(
+        settings, discover(str(tmp_path / "data"), settings.data), Locations(str(tmp_path / "root"), str(tmp_path / "m"))
+    )
+    transform = next(c for c in pipeline.components if c.id == "Transform")
+    assert transform.exec_properties["disable_statistics"] == disabled
+    assert ("pre_transform_stats" in transform.outputs) == (not disabled)
