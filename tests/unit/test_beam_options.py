@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from tfx.utils import dependency_utils
 
-from tests.conftest import write_csv
+from tests.support.data import write_csv
 from textops.data import discover
 from textops.pipelines import beam_options, kubeflow_runner
 from textops.pipelines.pipeline import Locations, create_pipeline
