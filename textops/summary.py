@@ -173,11 +173,13 @@ def training_summary(model_run_uri: str) -> Optional[dict[str, Any]]:
     with tf.io.gfile.GFile(path) as f:
         record = json.load(f)
     history = record.get("history") or {}
-    last = {k[len("val_"):]: _clean(v[-1]) for k, v in history.items() if k.startswith("val_") and v}
+    kept = record.get("kept_epoch")  # 1-based; under early stopping the best epoch, not the last
+    last = {k[len("val_"):]: _clean(v[kept - 1] if kept and len(v) >= kept else v[-1]) for k, v in history.items() if k.startswith("val_") and v}
     return {
         "eval_splits": record.get("eval_splits") or ["eval"],
         "epochs": max((len(v) for v in history.values()), default=0),
-        "last_epoch": last,
+        "last_epoch": last,  # the kept epoch's figures (named before early stopping existed)
+        "kept_epoch": kept,
     }
 
 
@@ -220,7 +222,7 @@ def render_text(summary: dict[str, Any]) -> str:
     if training and training.get("last_epoch"):
         figures = ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(training["last_epoch"].items()))
         lines.append("")
-        lines.append(f"Trainer, last of {training['epochs']} epochs, on the {'/'.join(training['eval_splits'])} split: {figures}")
+        lines.append(f"Trainer, epoch {training.get('kept_epoch') or training['epochs']} of {training['epochs']} kept, on the {'/'.join(training['eval_splits'])} split: {figures}")
         if "validation" in training["eval_splits"]:
             lines.append("The gate above scored the test split, which training never saw.")
     lines.append("")
