@@ -28,10 +28,8 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import random
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,9 +38,10 @@ from pathlib import Path
 import textops  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pipeline_bench  # noqa: E402
 from pipeline_bench import DATASETS, train_default_bow  # noqa: E402
+from train_bench import SHARED  # noqa: E402
 
-SHARED = ("ag_news", "sms_spam", "trec", "banking77", "twenty_newsgroups", "wisesight_sentiment")
 # The scripts components/text.py splits into one token per character (Thai, Lao, Khmer, Myanmar,
 # Tibetan, CJK, kana), each with its combining marks.
 _NO_SPACE = re.compile(
@@ -111,30 +110,20 @@ def run_tfidf_svm(train, test) -> dict:
 
 
 def run_pipeline(data: Path, workdir: Path) -> dict:
-    """``textops run`` on ``data`` (fresh output directory): the Evaluator's test-split metrics."""
-    out = workdir / f"run_{data.name}"
-    textops_cli = Path(sys.executable).with_name("textops")
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [str(textops_cli), "run", "--data", str(data), "--output", str(out)],
-        capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-    wall = time.perf_counter() - started
-    summary_path = out / "run_summary.json"
-    if not summary_path.exists():
-        raise RuntimeError(f"textops run on {data} failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    summary = json.loads(summary_path.read_text())
-    metric = lambda name: (summary["metrics"].get(name) or {}).get("value")  # noqa: E731
+    """``textops run`` on ``data`` (``pipeline_bench.run_pipeline``: fresh output directory): the
+    Evaluator's test-split metrics, the Trainer's seconds and epochs."""
+    result = pipeline_bench.run_pipeline(data, workdir)
+    summary = json.loads((workdir / f"run_{data.name}" / "run_summary.json").read_text())
     training = summary.get("training") or {}
     return {
-        "status": summary["status"], "wall_s": wall, "trainer_s": next(
-            (c["seconds"] for c in summary["components"] if c["name"] == "Trainer"), None),
-        "epochs": training.get("epochs"), "accuracy": metric("accuracy"), "macro_f1": metric("f1"),
+        "status": result["status"], "wall_s": result["wall_s"], "trainer_s": result["components"].get("Trainer"),
+        "epochs": training.get("epochs"), "kept_epoch": training.get("kept_epoch"),
+        "accuracy": result["accuracy"], "macro_f1": result["f1"],
     }
 
 
 def fmt(v, digits=4):
-    return "-" if v is None else f"{v:.{digits}f}"
+    return pipeline_bench.fmt(v, digits)
 
 
 def print_tables(results: dict) -> None:
@@ -156,12 +145,12 @@ def print_tables(results: dict) -> None:
     piped = {n: r["pipeline"] for n, r in results.items() if r.get("pipeline")}
     if piped:
         print("\nThe same default model through the pipeline (`textops run`; Evaluator on the test split)\n")
-        print("| corpus | status | pipeline acc | pipeline F1 | bare default acc | epochs | Trainer s | wall s |")
+        print("| corpus | status | pipeline acc | pipeline F1 (the gate's) | bare default acc | epoch kept of run | Trainer s | wall s |")
         print("|---|---|---:|---:|---:|---:|---:|---:|")
         for name, p in piped.items():
             print(
                 f"| {name} | {p['status']} | {fmt(p['accuracy'])} | {fmt(p['macro_f1'])} "
-                f"| {fmt(results[name]['default']['accuracy'])} | {p.get('epochs') or '-'} "
+                f"| {fmt(results[name]['default']['accuracy'])} | {p.get('kept_epoch') or '-'} of {p.get('epochs') or '-'} "
                 f"| {fmt(p['trainer_s'], 1)} | {fmt(p['wall_s'], 1)} |"
             )
 
