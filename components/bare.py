@@ -27,7 +27,8 @@ from textops.components.preprocessing import TransformConfig
 
 def ngram_lists(texts: Sequence[str], config: TransformConfig) -> tf.RaggedTensor:
     return text_ops.text_to_ngrams(
-        tf.constant(list(texts), dtype=tf.string), config.ngram_max, config.max_tokens, config.boundaries
+        tf.constant(list(texts), dtype=tf.string), config.ngram_max, config.max_tokens, config.boundaries,
+        config.char_ngram_max,
     )
 
 
@@ -64,9 +65,10 @@ class VocabularyTokenizer(tf.Module):
         self.ngram_max = config.ngram_max
         self.max_tokens = config.max_tokens
         self.boundaries = config.boundaries
+        self.char_ngram_max = config.char_ngram_max
 
     def __call__(self, text: tf.Tensor) -> dict:
-        grams = text_ops.text_to_ngrams(text, self.ngram_max, self.max_tokens, self.boundaries)
+        grams = text_ops.text_to_ngrams(text, self.ngram_max, self.max_tokens, self.boundaries, self.char_ngram_max)
         return {features.TOKENS_KEY: grams.with_flat_values(self.table.lookup(grams.flat_values)).to_sparse()}
 
 
@@ -95,18 +97,19 @@ def _dataset(tokenizer: tf.Module, texts, labels, classes) -> tf.data.Dataset:
 
 
 def _train_eval_datasets(tokenizer, texts, labels, classes, train_config, eval_texts, eval_labels):
-    """The shuffled training batches and, when eval data is given, the evaluation batches."""
-    train_ds = training.prepare_dataset(
-        _dataset(tokenizer, texts, labels, classes),
-        train_config.batch_size,
-        shuffle=True,
-        shuffle_buffer=train_config.shuffle_buffer,
-        seed=train_config.seed,
-    )
-    eval_ds = None
+    """The shuffled training batches and the evaluation batches: of the eval data when given,
+    else, under early stopping, of a hold-out of the training data (as the Trainer does without
+    a validation split), else None."""
+    train = training.InMemorySplit.read(_dataset(tokenizer, texts, labels, classes))
+    evaluation = None
     if eval_texts is not None and eval_labels is not None:
-        eval_ds = training.prepare_dataset(_dataset(tokenizer, eval_texts, eval_labels, classes), 256, shuffle=False)
-    return train_ds, eval_ds
+        evaluation = training.InMemorySplit.read(_dataset(tokenizer, eval_texts, eval_labels, classes))
+    elif train_config.early_stopping_patience:
+        train, evaluation = train.hold_out(training.HOLDOUT_FRACTION, train_config.seed)
+    train_ds = train.batches(
+        train_config.batch_size, shuffle=True, shuffle_buffer=train_config.shuffle_buffer, seed=train_config.seed
+    )
+    return train_ds, evaluation.batches(256, shuffle=False) if evaluation is not None else None
 
 
 def train_bare(

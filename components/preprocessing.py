@@ -31,6 +31,7 @@ class TransformConfig:
     text_column: str = features.DEFAULT_TEXT_COLUMN
     label_column: str = features.DEFAULT_LABEL_COLUMN
     ngram_max: int = 2
+    char_ngram_max: int = 3  # n-grams of no-space-script characters up to this width (text.ngrams)
     max_tokens: int = 400
     vocab_size: int = 1_000_000
     min_count: int = 1
@@ -52,6 +53,7 @@ class TransformConfig:
             text_column=settings.data.text_column,
             label_column=settings.data.label_column,
             ngram_max=t.ngram_max,
+            char_ngram_max=t.char_ngram_max,
             max_tokens=t.max_tokens,
             vocab_size=t.vocab_size,
             min_count=t.min_count,
@@ -93,7 +95,7 @@ def to_dense_strings(value: tf.Tensor | tf.SparseTensor) -> tf.Tensor:
 
 
 def token_ids(text: tf.Tensor, config: TransformConfig) -> tf.SparseTensor:
-    grams = text_ops.text_to_ngrams(text, config.ngram_max, config.max_tokens, config.boundaries)
+    grams = text_ops.text_to_ngrams(text, config.ngram_max, config.max_tokens, config.boundaries, config.char_ngram_max)
     ids = tft.compute_and_apply_vocabulary(
         grams,
         top_k=config.vocab_size,

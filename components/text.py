@@ -20,6 +20,9 @@ _SPLIT_NO_SPACE = rf"([{_NO_SPACE_SCRIPTS}]\p{{M}}*)"
 # Anything that is not a letter, a combining mark or a digit separates tokens (punctuation,
 # symbols, HTML remnants such as "&lt;").
 _SEPARATORS = r"[^\p{L}\p{M}\p{N}]+"
+# One such character (a token of its own), and an n-gram made only of them ("ข อ บ", "机 器 学").
+_CHAR = rf"[{_NO_SPACE_SCRIPTS}]\p{{M}}*"
+_CHAR_RUN = rf"{_CHAR}( {_CHAR})+"
 
 
 def normalize(text: tf.Tensor) -> tf.Tensor:
@@ -40,13 +43,34 @@ def tokenize(text: tf.Tensor, max_tokens: int | None = None) -> tf.RaggedTensor:
 BOS, EOS = "<s>", "</s>"
 
 
-def ngrams(tokens: tf.RaggedTensor, max_n: int, boundaries: bool = True) -> tf.RaggedTensor:
+def char_ngrams(tokens: tf.RaggedTensor, min_n: int, max_n: int) -> tf.RaggedTensor:
+    """The n-grams of widths min_n..max_n made only of no-space-script characters (each its own
+    token, see ``normalize``), per example; none for text in other scripts (a batch without such
+    characters skips the n-grams: about 1.8x the tokenizer's time on English text otherwise)."""
+
+    def runs():
+        grams = tf.strings.ngrams(tokens, ngram_width=tuple(range(min_n, max_n + 1)), separator=" ")
+        return tf.ragged.boolean_mask(grams, grams.with_flat_values(tf.strings.regex_full_match(grams.flat_values, _CHAR_RUN)))
+
+    def none():
+        return tf.RaggedTensor.from_row_lengths(tf.zeros([0], tf.string), tf.zeros_like(tokens.row_lengths()), validate=False)
+
+    return tf.cond(tf.reduce_any(tf.strings.regex_full_match(tokens.flat_values, _CHAR)), runs, none)
+
+
+def ngrams(tokens: tf.RaggedTensor, max_n: int, boundaries: bool = True, char_max_n: int = 0) -> tf.RaggedTensor:
     """Word n-grams of widths 1..max_n, joined by a space, per example.
 
     With ``boundaries`` the n-grams of width >= 2 include the text's start and end ("<s> what",
     "how many", "today </s>"): where a word stands carries meaning (the first word of a question,
     a sign-off), which a bag of n-grams otherwise loses.
+
+    ``char_max_n`` > ``max_n``: also the wider n-grams (up to ``char_max_n``) of runs of
+    characters in scripts written without spaces. A Thai or Chinese character is closer to a
+    syllable than to a word, so the word bigrams of other scripts are character trigrams there.
     """
+    if char_max_n > max_n:
+        return tf.concat([ngrams(tokens, max_n, boundaries), char_ngrams(tokens, max(2, max_n + 1), char_max_n)], axis=1)
     if max_n <= 1:
         return tokens
     plain = tf.strings.ngrams(tokens, ngram_width=1, separator=" ")
@@ -58,8 +82,10 @@ def ngrams(tokens: tf.RaggedTensor, max_n: int, boundaries: bool = True) -> tf.R
     return tf.concat([plain, wider], axis=1)
 
 
-def text_to_ngrams(text: tf.Tensor, max_n: int, max_tokens: int | None = None, boundaries: bool = True) -> tf.RaggedTensor:
-    return ngrams(tokenize(text, max_tokens), max_n, boundaries)
+def text_to_ngrams(
+    text: tf.Tensor, max_n: int, max_tokens: int | None = None, boundaries: bool = True, char_max_n: int = 0
+) -> tf.RaggedTensor:
+    return ngrams(tokenize(text, max_tokens), max_n, boundaries, char_max_n)
 
 
 # -- pieces: the transformer's tokenization -------------------------------------------------------

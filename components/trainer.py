@@ -61,6 +61,7 @@ class TrainerConfig:
     strategy: str = "auto"
     mixed_precision: str = "auto"  # auto | on | off
     lr_decay: bool = True
+    early_stopping_patience: int = 0  # > 0: epochs is the most; see training.BestEpoch
     checkpoint_dir: Optional[str] = None  # stable across restarts; default: <model_run>/backup
     # transformer
     sequence_length: int = 64
@@ -138,6 +139,7 @@ class TrainerConfig:
             shuffle_buffer=self.shuffle_buffer,
             seed=self.seed,
             lr_decay=self.lr_decay,
+            early_stopping_patience=self.early_stopping_patience,
         )
 
     def with_hyperparameters(self, values: Mapping[str, Any]) -> "TrainerConfig":
@@ -170,6 +172,7 @@ class TrainerConfig:
             strategy=strategy or settings.training.strategy,
             mixed_precision=settings.training.mixed_precision,
             lr_decay=settings.training.lr_decay,
+            early_stopping_patience=settings.training.early_stopping_patience,
             checkpoint_dir=settings.training.checkpoint_dir,
             sequence_length=t.sequence_length,
             hidden_size=t.hidden_size,
@@ -215,6 +218,17 @@ def _dataset(file_pattern, data_accessor, tft_output) -> tf.data.Dataset:
     )
 
 
+# Early stopping without a validation split evaluates on training.HOLDOUT_FRACTION of train,
+# named so in history.json's eval_splits.
+HOLDOUT_SPLIT = "train-holdout"
+
+
+def split_names(files) -> list[str]:
+    """ExampleGen split names (``Split-<name>``) in a list of file patterns."""
+    files = [files] if isinstance(files, str) else list(files or [])
+    return sorted({m.group(1) for f in files for m in [re.search(r"Split-([^/]+)", f)] if m})
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainingData:
     """What ``run_fn`` and the Tuner's trials train on: Transform's outputs and the split files."""
@@ -240,6 +254,14 @@ class TrainingData:
     def train_examples(self) -> int:
         return self._split("train").size
 
+    def holds_out(self, config: TrainerConfig) -> bool:
+        """Whether ``datasets`` holds part of train out: early stopping without a validation split."""
+        return bool(config.early_stopping_patience) and "validation" not in split_names(self.eval_files)
+
+    def eval_splits(self, config: TrainerConfig) -> list[str]:
+        """What the per-epoch evaluation (``val_*``) runs on."""
+        return [HOLDOUT_SPLIT] if self.holds_out(config) else split_names(self.eval_files)
+
     def model_config(self, config: TrainerConfig):
         return config.model_config(len(self.class_names), self.vocab_size, self.train_examples)
 
@@ -249,10 +271,12 @@ class TrainingData:
     def datasets(self, config: TrainerConfig) -> tuple[tf.data.Dataset, tf.data.Dataset]:
         """(train, eval): train shuffled and batched by ``config.batch_size_for`` its size."""
         batch_size = config.batch_size_for(self.train_examples)
-        train_ds = self._split("train").batches(
-            batch_size, shuffle=True, shuffle_buffer=config.shuffle_buffer, seed=config.seed
-        )
-        eval_ds = self._split("eval").batches(max(batch_size, 256), shuffle=False)
+        if self.holds_out(config):  # the eval split (the gate's) is then never read
+            train, evaluation = self._split("train").hold_out(training.HOLDOUT_FRACTION, config.seed)
+        else:
+            train, evaluation = self._split("train"), self._split("eval")
+        train_ds = train.batches(batch_size, shuffle=True, shuffle_buffer=config.shuffle_buffer, seed=config.seed)
+        eval_ds = evaluation.batches(max(batch_size, 256), shuffle=False)
         return train_ds, eval_ds
 
 
@@ -344,8 +368,11 @@ def run_fn(fn_args) -> None:
         "history": history,
         "classes": class_names,
         "vocab_size": vocab_size,
-        # What the per-epoch eval_* figures were computed on (the validation split when there is one).
-        "eval_splits": sorted({m.group(1) for f in fn_args.eval_files for m in [re.search(r"Split-([^/]+)", f)] if m}),
+        # What the per-epoch val_* figures were computed on: the validation split when there is
+        # one, else a hold-out of train under early stopping, else the eval split.
+        "eval_splits": data.eval_splits(config),
+        # 1-based epoch whose weights were exported (the best one under early stopping).
+        "kept_epoch": (training.kept_epoch(history, data.train_config(config)) or 0) + 1,
     }
     if tuned is not None:
         record["hyperparameters"] = tuned

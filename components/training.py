@@ -12,6 +12,7 @@ import math
 import os
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
+import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
@@ -30,7 +31,18 @@ class TrainConfig:
     shuffle_buffer: int = 100_000
     seed: int = 42
     lr_decay: bool = True  # linear decay to 0 over the whole run
+    # > 0 (with evaluation data): ``epochs`` is the most trained; training stops once the
+    # evaluation metric below has not improved for this many epochs and keeps the best epoch's
+    # weights (``BestEpoch``).
+    early_stopping_patience: int = 0
+    # Macro-F1 rather than the loss: on imbalanced data (wisesight_sentiment) the loss is lowest
+    # after the first epoch, where the model mostly answers the majority class (README, "Accuracy").
+    early_stopping_metric: str = "f1"  # val_<name>: loss, accuracy, f1, precision, recall, auc
 
+
+# Early stopping on data without a validation split: this share of the training examples, drawn
+# by the seed, is held out as the validation split (so the test split never steers training).
+HOLDOUT_FRACTION = 0.1
 
 REFERENCE_BATCH_SIZE = 32  # the batch size the models' default learning rates were tuned at
 
@@ -83,6 +95,25 @@ class InMemorySplit:
         else:
             inputs = column(lambda x: x)
         return cls(inputs, tf.concat([labels for _, labels in parts], axis=0))
+
+    def take(self, index) -> "InMemorySplit":
+        """The examples at ``index`` (a 1-D integer tensor or list), in that order."""
+        index = tf.constant(index, tf.int64) if not isinstance(index, tf.Tensor) else index
+        gather = lambda tensor: tf.gather(tensor, index)  # noqa: E731  (ragged rows stay ragged)
+        inputs = {k: gather(v) for k, v in self.inputs.items()} if isinstance(self.inputs, Mapping) else gather(self.inputs)
+        return InMemorySplit(inputs, gather(self.labels))
+
+    def hold_out(self, fraction: float, seed: int) -> tuple["InMemorySplit", "InMemorySplit"]:
+        """(rest, held out): a seeded random ``fraction`` of the examples set apart (at least one
+        example, and at least one left to train on), e.g. a validation split for early stopping
+        when the data has none of its own."""
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"the held-out fraction must be between 0 and 1, got {fraction}")
+        if self.size < 2:
+            raise ValueError(f"cannot hold out examples of a split of {self.size}: early stopping needs 2 or more")
+        held = min(self.size - 1, max(1, round(self.size * fraction)))
+        order = np.random.default_rng(seed).permutation(self.size)
+        return self.take(order[held:]), self.take(order[:held])
 
     def _gather(self, index: tf.Tensor):
         def take(tensor):
@@ -173,6 +204,62 @@ class EpochMetrics(keras.callbacks.Callback):
         self._step()
         if logs is not None:
             logs.update({f"val_{m.name}": float(m.result()) for m in [self._loss, *self._metrics]})
+
+
+def _direction(metric: str) -> float:
+    """1 for a metric that is better lower (a loss), -1 for one better higher (accuracy, F1, AUC)."""
+    return 1.0 if metric.endswith("loss") else -1.0
+
+
+class BestEpoch(keras.callbacks.Callback):
+    """Early stopping on an evaluation metric (``monitor``, from ``EpochMetrics``: a loss must
+    fall, a score rise), keeping the weights of the best epoch.
+
+    Stops once ``patience`` epochs in a row have not beaten the best value so far (a tie is no
+    improvement), and at the end of training (stopped or not) puts the best epoch's weights back. The weights are
+    copied into variables beside the model's (on its device, no round trip through NumPy: the
+    n-gram table is hundreds of MB). ``best_epoch`` (0-based) and ``stopped_epoch`` (None when
+    all epochs ran) tell what happened.
+    """
+
+    def __init__(self, patience: int, monitor: str = "val_loss"):
+        super().__init__()
+        if patience < 1:
+            raise ValueError(f"early-stopping patience must be >= 1, got {patience}")
+        self.patience = patience
+        self.monitor = monitor
+        self.sign = _direction(monitor)
+        self.best = math.inf
+        self.best_epoch: Optional[int] = None
+        self.stopped_epoch: Optional[int] = None
+        self._saved: list[tf.Variable] = []
+
+    def on_train_begin(self, logs=None):
+        self.best, self.best_epoch, self.stopped_epoch = math.inf, None, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = (logs or {}).get(self.monitor)
+        if current is None:
+            raise ValueError(
+                f"early stopping needs {self.monitor!r} each epoch (evaluation data), got only {sorted(logs or {})}"
+            )
+        current = self.sign * current
+        if current < self.best:
+            self.best, self.best_epoch = current, epoch
+            if not self._saved:
+                self._saved = [tf.Variable(w, trainable=False) for w in self.model.weights]
+            else:
+                for saved, weight in zip(self._saved, self.model.weights):
+                    saved.assign(weight)
+        elif epoch - self.best_epoch >= self.patience:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self._saved and self.best_epoch is not None:
+            for saved, weight in zip(self._saved, self.model.weights):
+                weight.assign(saved)
+            log.info("kept the weights of epoch %d (lowest %s %.4f)", self.best_epoch + 1, self.monitor, self.best)
 
 
 def use_graph_train_function(model: keras.Model) -> None:
@@ -301,6 +388,8 @@ def train(
         use_graph_train_function(model)
     if eval_dataset is not None:  # first: the callbacks after it see the val_ metrics
         callbacks = [EpochMetrics(eval_dataset, model_config.num_classes, autograph=not bow), *callbacks]
+        if config.early_stopping_patience:  # right after the metrics it reads; restores before the others end
+            callbacks.insert(1, BestEpoch(config.early_stopping_patience, f"val_{config.early_stopping_metric}"))
     callbacks = [*callbacks, *_backup(strategy, backup_dir)]
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
@@ -322,6 +411,17 @@ def train(
     )
     history.update({k: [float(v) for v in vals] for k, vals in fit.history.items()})
     return model, history
+
+
+def kept_epoch(history: Mapping[str, Sequence[float]], config: TrainConfig) -> Optional[int]:
+    """The 0-based epoch whose weights ``train`` kept: under early stopping the first best
+    epoch of the watched metric (as ``BestEpoch`` chose it), else the last; None without a history."""
+    watched = history.get(f"val_{config.early_stopping_metric}") or []
+    if config.early_stopping_patience and watched:
+        sign = _direction(config.early_stopping_metric)
+        return min(range(len(watched)), key=lambda epoch: sign * watched[epoch])
+    epochs = max((len(v) for v in history.values()), default=0)
+    return epochs - 1 if epochs else None
 
 
 def _raw_text_input(text: tf.Tensor, spec: Any) -> Any:

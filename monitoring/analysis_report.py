@@ -362,7 +362,7 @@ def render_analysis_html(run_dir: os.PathLike, summary: RunSummary) -> str:
     if model_run:
         history = curves.read_history(model_run)
     if history:
-        body.append(figure_png(curves.curves_figure(history)))
+        body.append(figure_png(curves.curves_figure(history, evaluated_on=curves.eval_label(model_run))))
         body.append(f'<p class="tx-muted">From {esc(Path(model_run) / curves.HISTORY_FILE)} (TensorBoard logs: {esc(Path(model_run) / "tensorboard")}).</p>')
     else:
         body.append("<p>No training history recorded for this run.</p>")

@@ -1,4 +1,4 @@
-"""Training curves as images: one panel per metric, train and validation per epoch.
+"""Training curves as images: one panel per metric, train and the Trainer's evaluation split per epoch.
 
 Reads the Keras history the Trainer writes into the model run (``history.json``), so nobody
 needs TensorBoard running to see them; whatever series are present are drawn (loss, accuracy,
@@ -27,6 +27,23 @@ def read_history(model_run_dir: os.PathLike) -> Optional[dict[str, list[float]]]
     return {k: [float(x) for x in v] for k, v in history.items() if isinstance(v, list) and v}
 
 
+# What history.json's eval_splits name, as the legend says it (components/trainer.py writes them).
+_EVAL_LABELS = {
+    "validation": "validation",
+    "train-holdout": "validation (held out of train)",
+    "eval": "eval (the gate's split)",
+}
+
+
+def eval_label(model_run_dir: os.PathLike) -> str:
+    """The legend of the per-epoch evaluation series: the split the Trainer evaluated on, from
+    ``history.json``'s ``eval_splits`` (a run without the record evaluated on eval)."""
+    path = Path(model_run_dir) / HISTORY_FILE
+    data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    splits = (data.get("eval_splits") if isinstance(data, dict) else None) or ["eval"]
+    return " + ".join(_EVAL_LABELS.get(s, s) for s in splits)
+
+
 def metric_pairs(history: Mapping[str, Sequence[float]]) -> list[tuple[str, Optional[str], Optional[str]]]:
     """(metric, train key, validation key) for each metric, loss first, then in history order."""
     names: list[str] = []
@@ -48,8 +65,8 @@ def _pyplot() -> Any:
     return plt
 
 
-def curves_figure(history: Mapping[str, Sequence[float]], columns: int = 3) -> Any:
-    """A matplotlib figure with one panel per metric (train solid, validation dashed)."""
+def curves_figure(history: Mapping[str, Sequence[float]], columns: int = 3, evaluated_on: str = "eval") -> Any:
+    """A matplotlib figure with one panel per metric (train solid, ``evaluated_on`` dashed)."""
     plt = _pyplot()
     pairs = metric_pairs(history)
     if not pairs:
@@ -57,7 +74,7 @@ def curves_figure(history: Mapping[str, Sequence[float]], columns: int = 3) -> A
     rows = (len(pairs) + columns - 1) // columns
     fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.0 * rows), squeeze=False)
     for ax, (name, train_key, val_key) in zip(axes.flat, pairs):
-        for key, style, label in ((train_key, "-o", "train"), (val_key, "--s", "validation")):
+        for key, style, label in ((train_key, "-o", "train"), (val_key, "--s", evaluated_on)):
             if key is not None:
                 values = history[key]
                 ax.plot(range(1, len(values) + 1), values, style, label=label, markersize=4)
@@ -71,7 +88,7 @@ def curves_figure(history: Mapping[str, Sequence[float]], columns: int = 3) -> A
     return fig
 
 
-def write_curve_images(history: Mapping[str, Sequence[float]], out_dir: os.PathLike) -> list[Path]:
+def write_curve_images(history: Mapping[str, Sequence[float]], out_dir: os.PathLike, evaluated_on: str = "eval") -> list[Path]:
     """One PNG per metric (``<metric>.png``) plus ``all.png``; returns the paths written."""
     plt = _pyplot()
     out = Path(out_dir)
@@ -79,7 +96,7 @@ def write_curve_images(history: Mapping[str, Sequence[float]], out_dir: os.PathL
     written = []
     for name, train_key, val_key in metric_pairs(history):
         fig, ax = plt.subplots(figsize=(5, 3.4))
-        for key, style, label in ((train_key, "-o", "train"), (val_key, "--s", "validation")):
+        for key, style, label in ((train_key, "-o", "train"), (val_key, "--s", evaluated_on)):
             if key is not None:
                 ax.plot(range(1, len(history[key]) + 1), history[key], style, label=label, markersize=4)
         ax.set_title(name)
@@ -90,7 +107,7 @@ def write_curve_images(history: Mapping[str, Sequence[float]], out_dir: os.PathL
         fig.savefig(path, dpi=90, bbox_inches="tight")
         plt.close(fig)
         written.append(path)
-    fig = curves_figure(history)
+    fig = curves_figure(history, evaluated_on=evaluated_on)
     fig.savefig(out / "all.png", dpi=90, bbox_inches="tight")
     plt.close(fig)
     written.append(out / "all.png")

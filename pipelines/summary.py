@@ -136,9 +136,15 @@ def training_summary(model_run_uri: str) -> Optional[TrainingFigures]:
     with tf.io.gfile.GFile(path) as f:
         record = json.load(f)
     history = record.get("history") or {}
-    last = {k[len("val_"):]: _clean(v[-1]) for k, v in history.items() if k.startswith("val_") and v}
+    kept = record.get("kept_epoch")  # 1-based; under early stopping the best epoch, not the last
+    last = {
+        k[len("val_"):]: _clean(v[kept - 1] if kept and len(v) >= kept else v[-1])
+        for k, v in history.items()
+        if k.startswith("val_") and v
+    }
     return TrainingFigures(
         eval_splits=record.get("eval_splits") or ["eval"],
         epochs=max((len(v) for v in history.values()), default=0),
         last_epoch=last,
+        kept_epoch=kept,
     )

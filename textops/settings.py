@@ -83,6 +83,9 @@ class SchemaSettings(_Section):
 
 class TransformSettings(_Section):
     ngram_max: int = Field(2, ge=1, le=5, description="word n-grams of widths 1..ngram_max")
+    # Scripts without spaces (Thai, Chinese, ...) are one token per character; their n-grams go
+    # up to this width (a character is nearer a syllable than a word). README, "Accuracy".
+    char_ngram_max: int = Field(3, ge=1, le=5, description="n-grams of no-space-script characters up to this width")
     max_tokens: int = Field(400, ge=1, description="tokens kept per text before n-grams")
     vocab_size: int = Field(1_000_000, ge=10, description="most frequent n-grams kept")
     min_count: int = Field(1, ge=1, description="n-grams seen fewer times are out of vocabulary")
@@ -133,7 +136,12 @@ class ModelSettings(_Section):
 
 
 class TrainingSettings(_Section):
-    epochs: int = Field(5, ge=1)
+    # With early stopping (the default) the most epochs trained; without, exactly this many.
+    epochs: int = Field(20, ge=1)
+    # Stop once the validation split's macro-F1 has not improved for this many epochs and keep
+    # the best epoch's weights; the validation split is the data's own, else 10% of train held
+    # out (never the test split). 0: train exactly `epochs` (README, "Accuracy").
+    early_stopping_patience: int = Field(2, ge=0, description="epochs without a better validation F1 before stopping; 0: off")
     # Unset: the model's default, 256 for bow, 32 for transformer.
     batch_size: Optional[int] = Field(None, ge=1)
     # Unset: the model's default at batch 32, 0.01 for bow (sparse lazy Adam), 0.001 for

@@ -60,11 +60,13 @@ class BaselineModel:
 
 @dataclasses.dataclass
 class TrainingFigures:
-    """The Trainer's last-epoch figures on the split it evaluated on (``validation`` with three splits)."""
+    """The Trainer's figures on the split it evaluated on (``validation`` with three splits, else
+    the hold-out of train) at the epoch it kept (early stopping keeps the best, not the last)."""
 
     eval_splits: list[str]
     epochs: int
-    last_epoch: dict[str, Optional[float]]
+    last_epoch: dict[str, Optional[float]]  # the kept epoch's figures (named before early stopping existed)
+    kept_epoch: Optional[int] = None  # 1-based
 
 
 # Fields written only when set (older summaries lack them; readers use None).
@@ -222,7 +224,10 @@ def render_text(summary: RunSummary) -> str:
     if training and training.last_epoch:
         figures = ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(training.last_epoch.items()))
         lines.append("")
-        lines.append(f"Trainer, last of {training.epochs} epochs, on the {'/'.join(training.eval_splits)} split: {figures}")
+        lines.append(
+            f"Trainer, epoch {training.kept_epoch or training.epochs} of {training.epochs} kept, "
+            f"on the {'/'.join(training.eval_splits)} split: {figures}"
+        )
         if "validation" in training.eval_splits:
             lines.append("The gate above scored the test split, which training never saw.")
     lines.append("")

@@ -51,6 +51,8 @@ def test_first_run_is_blessed_and_pushed_with_progress_and_summary(first_run):
         assert f"{name} done in" in proc.stdout
     assert s["data"]["train_examples"] == 600 and s["data"]["eval_examples"] == 200
     assert s["metrics"]["accuracy"]["value"] > 0.8
+    # Two files, early stopping on (the default): the Trainer evaluated on a hold-out of train, not on test.
+    assert s["training"]["eval_splits"] == ["train-holdout"] and 1 <= s["training"]["kept_epoch"] <= 3
     assert set(s["per_class"]) == {"billing", "technical", "shipping", "account"}
     version = model_repository.latest_version(str(out / "model_repository"), "text_classifier")
     assert version is not None and s["pushed"]["version"] == version.version

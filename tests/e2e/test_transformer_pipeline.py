@@ -27,6 +27,7 @@ SMALL = [
     "--set", "training.learning_rate=0.003",
     "--set", "training.strategy=auto",
     "--set", "training.epochs=6",
+    "--set", "training.early_stopping_patience=0",  # exactly 6 epochs: the history's length is checked
 ]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -59,6 +61,20 @@ def test_training_curves_draw_every_series_present(tmp_path):
 
     img = np.asarray(Image.open(tmp_path / "loss.png").convert("L"))
     assert img.std() > 10  # lines and text, not a blank canvas
+
+
+def test_training_curves_name_the_split_the_trainer_evaluated_on(tmp_path):
+    def label(record):
+        (tmp_path / curves.HISTORY_FILE).write_text(json.dumps(record))
+        return curves.eval_label(tmp_path)
+
+    history = {"loss": [0.5], "val_loss": [0.6]}
+    assert label({"history": history, "eval_splits": ["validation"]}) == "validation"
+    assert label({"history": history, "eval_splits": ["train-holdout"]}) == "validation (held out of train)"
+    assert label({"history": history, "eval_splits": ["eval"]}) == "eval (the gate's split)"
+    assert label({"history": history}) == "eval (the gate's split)"  # a record from before eval_splits
+    fig = curves.curves_figure(history, evaluated_on="validation")
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["train", "validation"]
 
 
 def test_roc_and_pr_match_scikit_learn():

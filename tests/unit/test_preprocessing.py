@@ -42,9 +42,12 @@ def test_ngram_ids_label_vocabulary_and_no_space_scripts():
     assert labels == [0, 0, 1, 0]
     ids = [np.asarray(r[features.TOKENS_KEY]) for r in transformed]
     assert len(ids[0]) == 2 + 3  # good, movie; "<s> good", "good movie", "movie </s>"
-    assert len(ids[3]) == 7 + 8  # 7 characters + 8 character bigrams (with the two boundaries), not one token
+    # 7 characters + 8 character bigrams (with the two boundaries) + 5 character trigrams
+    # (transform.char_ngram_max), not one token
+    assert len(ids[3]) == 7 + 8 + 5
     token_vocab = output.vocabulary_by_name(features.TOKEN_VOCAB_NAME)
-    assert b"good movie" in token_vocab and "喜 欢".encode() in token_vocab
+    assert b"good movie" in token_vocab and "喜 欢".encode() in token_vocab and "喜 欢 这".encode() in token_vocab
+    assert not any(len(g.split()) == 3 for g in token_vocab if g.isascii())  # words: bigrams at most
 
 
 def test_vocabulary_size_and_min_count_are_honoured():

@@ -43,6 +43,20 @@ def test_ngrams_of_words_and_of_chinese_characters():
     assert len(grams[1]) == 4 + 3
 
 
+def test_runs_of_no_space_script_characters_get_wider_ngrams_and_other_text_does_not():
+    grams = text.text_to_ngrams(
+        tf.constant(["机器学习 ok", "New York city", "ขอบคุณ"]), max_n=2, boundaries=False, char_max_n=3
+    ).to_list()
+    chinese = [g.decode() for g in grams[0]]
+    assert chinese[:9] == ["机", "器", "学", "习", "ok", "机 器", "器 学", "学 习", "习 ok"]  # as without char_max_n
+    assert chinese[9:] == ["机 器 学", "器 学 习"]  # trigrams of characters only: "学 习 ok" is not one
+    assert len(grams[1]) == 5  # words: unigrams and bigrams, as before
+    thai = [g.decode() for g in grams[2]]
+    assert "ข อ บ" in thai and "ค\u0e38 ณ" in thai  # a combining vowel stays with its consonant
+    same = text.text_to_ngrams(tf.constant(["机器学习 ok"]), max_n=2, boundaries=False, char_max_n=2).to_list()
+    assert [g.decode() for g in same[0]] == chinese[:9]
+
+
 def test_boundary_ngrams_mark_where_the_text_starts_and_ends():
     grams = text.text_to_ngrams(tf.constant(["How many dogs", ""]), max_n=2).to_list()
     assert [g.decode() for g in grams[0]] == ["how", "many", "dogs", "<s> how", "how many", "many dogs", "dogs </s>"]

@@ -210,7 +210,7 @@ def report(run_dir: Path, output: Optional[Path], curves_dir: Optional[Path], ve
         history = curves.read_history(summary.model_run_uri) if summary.model_run_uri else None
         if not history:
             raise click.ClickException("this run recorded no training history; no curves to write")
-        for written in curves.write_curve_images(history, curves_dir):
+        for written in curves.write_curve_images(history, curves_dir, curves.eval_label(summary.model_run_uri)):
             click.echo(f"curve: {written}")
 
 
