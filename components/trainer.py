@@ -54,14 +54,14 @@ class TrainerConfig:
     embedding_dim: int = 64
     dropout: float = 0.0
     learning_rate: Optional[float] = None  # None: DEFAULT_LEARNING_RATE[model_kind], scaled to the batch size
-    epochs: int = 5
+    epochs: int = 20  # the most, with early stopping (the default); TrainingSettings.epochs
     batch_size: Optional[int] = None  # None: DEFAULT_BATCH_SIZE[model_kind]
     shuffle_buffer: int = 100_000
     seed: int = 42
     strategy: str = "auto"
     mixed_precision: str = "auto"  # auto | on | off
     lr_decay: bool = True
-    early_stopping_patience: int = 0  # > 0: epochs is the most; see training.BestEpoch
+    early_stopping_patience: int = 2  # > 0: epochs is the most; see training.BestEpoch; 0: exactly epochs
     checkpoint_dir: Optional[str] = None  # stable across restarts; default: <model_run>/backup
     # transformer
     sequence_length: int = 64
