@@ -185,7 +185,7 @@ OTHER_CORPUS = {
     "wisesight_sentiment": "sms_spam",
 }
 KINDS = ("in-distribution", "another corpus", "two classes only", "one class doubled", "20% noise")
-SIGNALS = ("text", "prediction", "confidence", "dataset", "estimate")
+SIGNALS = ("text", "prediction", "confidence", "dataset", "prior_shift", "estimate")
 # the variant measured beside the defaults: top-label calibration, the estimate only (no drift
 # checks, so the prior re-weighting follows the likelihood-ratio test alone)
 TOP_LABEL = ("estimate.top_label=true", "drift.enabled=false", "service.enabled=false", "quality.enabled=false")
@@ -304,6 +304,7 @@ def detect(args: argparse.Namespace) -> None:
                 stats["alerted"] += bool(fired)
                 for s in SIGNALS:
                     stats[s] += s in fired
+                stats.setdefault("fired", []).append(sorted(fired))
                 stats["est"].append(v.estimate["metrics"]["accuracy"]["value"])
                 stats["adjusted"] += bool(v.estimate["priors_adjusted"])
                 if labels is not None:
@@ -327,8 +328,8 @@ def _print_detect(done: dict, args: argparse.Namespace) -> None:
     print(f"\nwindows of {args.window_size} logged predictions, {args.windows} per kind; default monitor settings; "
           "estimate held to the gate's default thresholds")
     print("\n| corpus | train / reference / pool | classes | reference accuracy | window kind | alerted | text | prediction "
-          "| confidence | dataset | estimate | priors re-weighted | est. accuracy | true accuracy | MAE (points) | MAE top-label |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| confidence | dataset | prior shift | estimate | priors re-weighted | est. accuracy | true accuracy | MAE (points) | MAE top-label |")
+    print("|---" * 17 + "|")
     for name, res in done.items():
         f = res["facts"]
         for kind, s in res["kinds"].items():
@@ -341,7 +342,7 @@ def _print_detect(done: dict, args: argparse.Namespace) -> None:
                 mae_top = f"{_mae(s['est_top'], s['true']):.1f}" if s.get("est_top") else "n/a"
             print(
                 f"| {name} | {f['train']} / {f['reference']} / {f['pool']} | {f['classes']} | {f['reference_accuracy']:.3f} | {kind} "
-                f"| {100 * s['alerted'] / n:.0f}% | " + " | ".join(str(s[x]) for x in SIGNALS)
+                f"| {100 * s['alerted'] / n:.0f}% | " + " | ".join(str(s.get(x, "n/a")) for x in SIGNALS)
                 + f" | {s.get('adjusted', 'n/a')} | {est:.3f} | {true} | {mae} | {mae_top} |"
             )
     print("\nalerted share per window kind (label-free accuracy estimate: mean absolute error in points; with top-label calibration)\n")

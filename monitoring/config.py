@@ -192,6 +192,9 @@ class EstimateSettings(_Section):
     prior_shift_p: Optional[float] = Field(
         0.01, gt=0.0, lt=1.0, description="auto also re-weights when the likelihood-ratio test of the priors gives a p-value below this; null: off"
     )
+    prior_shift_alert_p: Optional[float] = Field(
+        1e-4, gt=0.0, lt=1.0, description="the prior-shift test alerts alone (drift:prior_shift) below this p-value; null: off"
+    )
     alert_when: Literal["interval", "value"] = Field(
         "interval", description="interval: the whole interval lies below the threshold; value: the estimate does"
     )

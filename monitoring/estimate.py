@@ -273,6 +273,15 @@ class PriorShift:
     p_value: float
 
 
+def priors_meaning(classes: Sequence[str], window: np.ndarray, reference: np.ndarray, top: int = 5) -> str:
+    """The classes whose estimated share of the window's true labels moved most, against the
+    reference's share."""
+    order = sorted(range(len(classes)), key=lambda j: (-abs(window[j] - reference[j]), str(classes[j])))
+    shown = [f"{classes[j]!r} {100 * window[j]:.1f}% (reference {100 * reference[j]:.1f}%)" for j in order[:top]]
+    more = f", {len(classes) - top} more classes" if len(classes) > top else ""
+    return "the texts arriving are estimated to be " + ", ".join(shown) + more
+
+
 def prior_shift_test(calibrated: np.ndarray, reference_priors: np.ndarray) -> PriorShift:
     from scipy.stats import chi2
 

@@ -257,7 +257,7 @@ def _estimate(
     notes: list[str],
     alerts: list[Alert],
 ) -> dict[str, Any]:
-    from textops.monitoring.estimate import ESTIMATED_METRICS, Calibrator, estimate, falls_below, prior_shift_test, probability_matrix
+    from textops.monitoring.estimate import ESTIMATED_METRICS, Calibrator, estimate, falls_below, prior_shift_test, priors_meaning, probability_matrix
 
     e = settings.estimate
     classes = reference.classes
@@ -276,8 +276,25 @@ def _estimate(
     positive = _positive_label(reference)
     calibrated = calibrator.transform(probs[ok])
     predicted = probs[ok].argmax(axis=1)
-    shift = prior_shift_test(calibrated, calibrator.transform(ref_probs[ref_ok]).mean(axis=0))
+    reference_priors = calibrator.transform(ref_probs[ref_ok]).mean(axis=0)
+    shift = prior_shift_test(calibrated, reference_priors)
     tested = e.prior_shift_p is not None and shift.p_value < e.prior_shift_p
+    # part of the prediction signal (the label mix moved), valid while the texts and confidences look
+    # like the reference's: it alerts only when no drift alert fired (the evidence no other signal has)
+    alarm = e.prior_shift_alert_p is not None and shift.p_value < e.prior_shift_alert_p and not prior_shift
+    alarm = alarm and settings.drift.alert_on_prediction_drift and not any(a.kind == "drift" for a in alerts)
+    if alarm:
+        meaning = priors_meaning(classes, shift.priors, reference_priors)
+        alerts.append(
+            Alert(
+                "drift",
+                "prior_shift",
+                f"label-prior shift: likelihood-ratio statistic {shift.statistic:.1f} on {len(classes) - 1} degrees of freedom, "
+                f"p = {shift.p_value:.1e} below {e.prior_shift_alert_p:.0e} (estimate.prior_shift_alert_p): {meaning}",
+                shift.p_value,
+                e.prior_shift_alert_p,
+            )
+        )
     adjusted = e.adjust_priors == "always" or (e.adjust_priors == "auto" and (prior_shift or tested))
     priors = None
     if adjusted:
@@ -290,7 +307,10 @@ def _estimate(
     out = est.to_dict()
     out.update({"calibration": calibrator.chosen, "interval": e.interval, "positive_label": positive, "priors_adjusted": adjusted})
     out.update({"calibration_setting": e.calibration, "top_label": e.top_label, "calibration_cv_log_loss": calibrator.cv_log_loss, "alert_when": e.alert_when})
-    out["prior_shift_test"] = {"statistic": shift.statistic, "p_value": shift.p_value, "limit": e.prior_shift_p, "signal": prior_shift}
+    out["prior_shift_test"] = {
+        "statistic": shift.statistic, "p_value": shift.p_value, "limit": e.prior_shift_p, "alert_limit": e.prior_shift_alert_p,
+        "signal": prior_shift, "fired": bool(alarm),
+    }
     if priors is not None:
         out["estimated_priors"] = {c: float(v) for c, v in zip(classes, priors)}
     out["reference"] = quality_metrics(reference.frame, classes, positive)["metrics"]

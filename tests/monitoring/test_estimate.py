@@ -182,11 +182,17 @@ def test_the_prior_shift_test_reweights_a_shifted_window_without_the_prediction_
     test = v.estimate["prior_shift_test"]
     assert test["signal"] is False and test["p_value"] < 0.01
     assert v.estimate["priors_adjusted"] is True
+    # no other signal ran: the test's own alert says the label mix moved, and to what
+    drift = [a for a in v.alerts if a.kind == "drift"]  # (the fed-back labels raise quality alerts of their own)
+    assert test["fired"] is True and [a.check for a in drift] == ["prior_shift"] and v.exit_code == MonitorExit.DRIFT, v.line()
+    message = drift[0].message
+    assert "label-prior shift" in message and "'shipping'" in message and "(reference " in message
     assert v.estimate["estimated_priors"]["shipping"] < 0.05
     adjusted_error = abs(v.estimate["versus_labels"]["error"]["accuracy"])
     assert adjusted_error < 0.03, v.estimate["versus_labels"]
-    off = _run(reference, log, tmp_path / "o2", "drift.enabled=false", "estimate.prior_shift_p=null", feedback=fb)
-    assert off.estimate["priors_adjusted"] is False
+    off = _run(reference, log, tmp_path / "o2", "drift.enabled=false", "estimate.prior_shift_p=null", "estimate.prior_shift_alert_p=null", feedback=fb)
+    assert off.estimate["priors_adjusted"] is False and off.estimate["prior_shift_test"]["fired"] is False
+    assert "drift:prior_shift" not in off.fired
     assert abs(off.estimate["versus_labels"]["error"]["accuracy"]) > adjusted_error
 
 
