@@ -7,23 +7,27 @@ NannyML's method, on scikit-learn (NannyML itself needs pyarrow >= 13 and TFX 1.
    run's evaluation split, whose true labels are known. scikit-learn's
    ``CalibratedClassifierCV(cv="prefit")`` fits one isotonic (or sigmoid) calibrator per class,
    one-vs-rest, on the model's probability for that class, and normalises the calibrated row
-   (two classes: one calibrator on the second class).
+   (two classes: one calibrator on the second class); or one temperature for all classes; or
+   (``auto``) the one of the three with the lowest cross-validated log loss; optionally followed
+   by a top-label step (``Calibrator``).
 2. **Expected confusion matrix of the window.** With calibrated probabilities ``q_i``, text ``i``
    predicted as ``j`` (the model's argmax) is truly of class ``t`` with probability ``q_i[t]``:
    ``E[C[t, j]] = sum over i predicted j of q_i[t]``. Expected accuracy is ``mean_i q_i[pred_i]``.
 3. **Metrics and intervals.** Precision, recall and F1 are not linear in the confusion matrix, so
    labels are drawn ``draws`` times from ``q`` and the gate's own definitions
    (``components/metrics.py``: argmax decision, macro over the classes present, two classes: the
-   positive class) are applied to each draw; the estimate is the mean over draws and the interval
-   their central ``interval`` share. Accuracy's interval is analytical: it is a mean of
-   independent Bernoullis with ``p_i = q_i[pred_i]``, variance ``sum p_i (1 - p_i) / n^2``.
+   positive class) are applied to each draw; the estimate is the mean over draws. The interval
+   is the metric on this *traffic*: the central ``interval`` share over windows whose texts are
+   resampled before their labels are drawn. Accuracy's is analytical (binomial around the mean
+   calibrated probability of the decision). ``falls_below`` holds an estimate to a threshold.
 
-Under a label-prior shift (the prediction signal fired: some classes arrive far more or less
-often than in the reference) the calibrated probabilities are first re-weighted to the window's
-priors, estimated by EM (``adjust_to_priors``); ``estimate.adjust_priors`` chooses when.
+Under a label-prior shift (the prediction signal fired, or the likelihood-ratio test of
+``prior_shift_test`` rejects: some classes arrive far more or less often than in the reference)
+the calibrated probabilities are first re-weighted to the window's priors, estimated by EM
+(``adjust_to_priors``); ``estimate.adjust_priors`` chooses when.
 
-The intervals cover the randomness of the labels given calibrated probabilities; they do not
-cover a calibration that no longer holds (a window of another domain, where ``P(label | text)``
+The intervals cover the window's sampling and the randomness of the labels given calibrated
+probabilities; they do not cover a calibration that no longer holds (a window of another domain, where ``P(label | text)``
 itself changed): that is what the drift signals are for.
 """
 
