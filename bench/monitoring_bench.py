@@ -185,7 +185,10 @@ OTHER_CORPUS = {
     "wisesight_sentiment": "sms_spam",
 }
 KINDS = ("in-distribution", "another corpus", "two classes only", "one class doubled", "20% noise")
-SIGNALS = ("text", "prediction", "confidence", "dataset", "estimate")
+SIGNALS = ("text", "prediction", "confidence", "dataset", "prior_shift", "estimate")
+# the variant measured beside the defaults: top-label calibration, the estimate only (no drift
+# checks, so the prior re-weighting follows the likelihood-ratio test alone)
+TOP_LABEL = ("estimate.top_label=true", "drift.enabled=false", "service.enabled=false", "quality.enabled=false")
 
 
 def _read(name: str, split: str) -> pd.DataFrame:
@@ -279,7 +282,7 @@ def detect(args: argparse.Namespace) -> None:
         classes: list[str] = reference.classes
         rows: dict = {}
         for kind in KINDS:
-            stats = {"windows": 0, "alerted": 0, **{s: 0 for s in SIGNALS}, "est": [], "true": [], "seconds": []}
+            stats = {"windows": 0, "alerted": 0, **{s: 0 for s in SIGNALS}, "adjusted": 0, "est": [], "est_top": [], "true": [], "seconds": []}
             for w in range(args.windows):
                 texts, labels = _window(kind, pool, other, args.window_size, seed=1000 + w)
                 missing = sorted({t for t in texts if t not in cache})
@@ -293,12 +296,17 @@ def detect(args: argparse.Namespace) -> None:
                     started = time.perf_counter()
                     v = run_monitor(settings, reference=reference).verdict
                     stats["seconds"].append(time.perf_counter() - started)
+                    # the estimate alone with top-label calibration (estimate.top_label), for comparison
+                    top = load_monitor_settings(None, ["window.last=all", *TOP_LABEL], log=tmp, output=os.path.join(tmp, "top"))
+                    stats["est_top"].append(run_monitor(top, reference=reference).verdict.estimate["metrics"]["accuracy"]["value"])
                 fired = {a.check if a.kind == "drift" else "estimate" for a in v.alerts if a.kind != "service"}
                 stats["windows"] += 1
                 stats["alerted"] += bool(fired)
                 for s in SIGNALS:
                     stats[s] += s in fired
+                stats.setdefault("fired", []).append(sorted(fired))
                 stats["est"].append(v.estimate["metrics"]["accuracy"]["value"])
+                stats["adjusted"] += bool(v.estimate["priors_adjusted"])
                 if labels is not None:
                     predicted = [classes[i] for i in probs.argmax(axis=1)]
                     stats["true"].append(float(np.mean([p == t for p, t in zip(predicted, labels)])))
@@ -311,27 +319,33 @@ def detect(args: argparse.Namespace) -> None:
     _print_detect(done, args)
 
 
+def _mae(estimated: list, true: list) -> float:
+    """Mean absolute error in points."""
+    return 100 * float(np.mean(np.abs(np.array(estimated) - np.array(true))))
+
+
 def _print_detect(done: dict, args: argparse.Namespace) -> None:
     print(f"\nwindows of {args.window_size} logged predictions, {args.windows} per kind; default monitor settings; "
           "estimate held to the gate's default thresholds")
     print("\n| corpus | train / reference / pool | classes | reference accuracy | window kind | alerted | text | prediction "
-          "| confidence | dataset | estimate | est. accuracy | true accuracy | MAE (points) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| confidence | dataset | prior shift | estimate | priors re-weighted | est. accuracy | true accuracy | MAE (points) | MAE top-label |")
+    print("|---" * 17 + "|")
     for name, res in done.items():
         f = res["facts"]
         for kind, s in res["kinds"].items():
             n = s["windows"]
             est = np.mean(s["est"]) if s["est"] else float("nan")
+            true, mae, mae_top = "n/a", "n/a", "n/a"
             if s["true"]:
                 true = f"{np.mean(s['true']):.3f}"
-                mae = f"{100 * np.mean(np.abs(np.array(s['est']) - np.array(s['true']))):.1f}"
-            else:
-                true, mae = "n/a", "n/a"
+                mae = f"{_mae(s['est'], s['true']):.1f}"
+                mae_top = f"{_mae(s['est_top'], s['true']):.1f}" if s.get("est_top") else "n/a"
             print(
                 f"| {name} | {f['train']} / {f['reference']} / {f['pool']} | {f['classes']} | {f['reference_accuracy']:.3f} | {kind} "
-                f"| {100 * s['alerted'] / n:.0f}% | " + " | ".join(str(s[x]) for x in SIGNALS) + f" | {est:.3f} | {true} | {mae} |"
+                f"| {100 * s['alerted'] / n:.0f}% | " + " | ".join(str(s.get(x, "n/a")) for x in SIGNALS)
+                + f" | {s.get('adjusted', 'n/a')} | {est:.3f} | {true} | {mae} | {mae_top} |"
             )
-    print("\nalerted share per window kind (label-free accuracy estimate: mean absolute error in points)\n")
+    print("\nalerted share per window kind (label-free accuracy estimate: mean absolute error in points; with top-label calibration)\n")
     print("| corpus (classes) | " + " | ".join(KINDS) + " |")
     print("|---" * (len(KINDS) + 1) + "|")
     for name, res in done.items():
@@ -340,7 +354,8 @@ def _print_detect(done: dict, args: argparse.Namespace) -> None:
             s = res["kinds"][kind]
             cell = f"{100 * s['alerted'] / s['windows']:.0f}%"
             if s["true"]:
-                cell += f" ({100 * np.mean(np.abs(np.array(s['est']) - np.array(s['true']))):.1f})"
+                cell += f" ({_mae(s['est'], s['true']):.1f}"
+                cell += f"; {_mae(s['est_top'], s['true']):.1f})" if s.get("est_top") else ")"
             cells.append(cell)
         print(f"| {name} ({res['facts']['classes']}) | " + " | ".join(cells) + " |")
     secs = [x for r in done.values() for s in r["kinds"].values() for x in s["seconds"]]

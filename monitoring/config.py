@@ -168,9 +168,21 @@ class EstimateSettings(_Section):
     """
 
     enabled: bool = True
-    calibration: Literal["isotonic", "sigmoid"] = Field("isotonic", description="scikit-learn calibration method")
+    calibration: Literal["isotonic", "sigmoid", "temperature", "auto"] = Field(
+        "isotonic", description="isotonic/sigmoid (scikit-learn, per class), temperature; auto: lowest cross-validated log loss on the reference"
+    )
+    top_label: bool = Field(False, description="then calibrate the probability of the model's decision on all reference rows at once")
     adjust_priors: Literal["auto", "always", "never"] = Field(
-        "auto", description="re-weight to the window's class priors (EM); auto: when the prediction signal fired"
+        "auto", description="re-weight to the window's class priors (EM); auto: when the prediction signal fired or the prior-shift test rejects"
+    )
+    prior_shift_p: Optional[float] = Field(
+        0.01, gt=0.0, lt=1.0, description="auto also re-weights when the likelihood-ratio test of the priors gives a p-value below this; null: off"
+    )
+    prior_shift_alert_p: Optional[float] = Field(
+        1e-4, gt=0.0, lt=1.0, description="the prior-shift test alerts alone (drift:prior_shift) below this p-value; null: off"
+    )
+    alert_when: Literal["interval", "value"] = Field(
+        "interval", description="interval: the whole interval lies below the threshold; value: the estimate does"
     )
     interval: float = Field(0.95, gt=0.5, lt=1.0, description="coverage of the reported intervals")
     draws: int = Field(200, ge=20, le=5000, description="label draws behind the intervals")

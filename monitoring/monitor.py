@@ -171,7 +171,7 @@ def _estimate(
     notes: list[str],
     alerts: list[Alert],
 ) -> dict[str, Any]:
-    from textops.monitoring.estimate import ESTIMATED_METRICS, Calibrator, adjust_to_priors, estimate, probability_matrix
+    from textops.monitoring.estimate import ESTIMATED_METRICS, Calibrator, estimate, falls_below, prior_shift_test, priors_meaning, probability_matrix
 
     e = settings.estimate
     classes = reference.classes
@@ -183,25 +183,48 @@ def _estimate(
     if not ok.all():
         notes.append(f"{int((~ok).sum())} window record(s) carry no usable probabilities; the estimate covers the other {int(ok.sum())}")
     try:
-        calibrator = Calibrator(classes, e.calibration).fit(ref_probs[ref_ok], reference.frame["target"][ref_ok].tolist())
+        calibrator = Calibrator(classes, e.calibration, top_label=e.top_label, seed=e.seed).fit(ref_probs[ref_ok], reference.frame["target"][ref_ok].tolist())
     except ValueError as exc:
         notes.append(f"no label-free estimate: {exc}")
         return {}
     positive = _positive_label(reference)
     calibrated = calibrator.transform(probs[ok])
     predicted = probs[ok].argmax(axis=1)
-    adjusted = e.adjust_priors == "always" or (e.adjust_priors == "auto" and prior_shift)
+    reference_priors = calibrator.transform(ref_probs[ref_ok]).mean(axis=0)
+    shift = prior_shift_test(calibrated, reference_priors)
+    tested = e.prior_shift_p is not None and shift.p_value < e.prior_shift_p
+    # part of the prediction signal (the label mix moved), valid while the texts and confidences look
+    # like the reference's: it alerts only when no drift alert fired (the evidence no other signal has)
+    alarm = e.prior_shift_alert_p is not None and shift.p_value < e.prior_shift_alert_p and not prior_shift
+    alarm = alarm and settings.drift.alert_on_prediction_drift and not any(a.kind == "drift" for a in alerts)
+    if alarm:
+        meaning = priors_meaning(classes, shift.priors, reference_priors)
+        alerts.append(
+            Alert(
+                "drift",
+                "prior_shift",
+                f"label-prior shift: likelihood-ratio statistic {shift.statistic:.1f} on {len(classes) - 1} degrees of freedom, "
+                f"p = {shift.p_value:.1e} below {e.prior_shift_alert_p:.0e} (estimate.prior_shift_alert_p): {meaning}",
+                shift.p_value,
+                e.prior_shift_alert_p,
+            )
+        )
+    adjusted = e.adjust_priors == "always" or (e.adjust_priors == "auto" and (prior_shift or tested))
     priors = None
     if adjusted:
-        reference_priors = calibrator.transform(ref_probs[ref_ok]).mean(axis=0)
-        calibrated, priors = adjust_to_priors(calibrated, reference_priors)
+        calibrated, priors = shift.adjusted, shift.priors
 
     def run(rows: np.ndarray) -> Any:
         return estimate(calibrated[rows], predicted[rows], classes, positive, interval=e.interval, draws=e.draws, seed=e.seed)
 
     est = run(np.ones(len(calibrated), dtype=bool))
     out = est.to_dict()
-    out.update({"calibration": e.calibration, "interval": e.interval, "positive_label": positive, "priors_adjusted": adjusted})
+    out.update({"calibration": calibrator.chosen, "interval": e.interval, "positive_label": positive, "priors_adjusted": adjusted})
+    out.update({"calibration_setting": e.calibration, "top_label": e.top_label, "calibration_cv_log_loss": calibrator.cv_log_loss, "alert_when": e.alert_when})
+    out["prior_shift_test"] = {
+        "statistic": shift.statistic, "p_value": shift.p_value, "limit": e.prior_shift_p, "alert_limit": e.prior_shift_alert_p,
+        "signal": prior_shift, "fired": bool(alarm),
+    }
     if priors is not None:
         out["estimated_priors"] = {c: float(v) for c, v in zip(classes, priors)}
     out["reference"] = quality_metrics(reference.frame, classes, positive)["metrics"]
@@ -219,13 +242,13 @@ def _estimate(
     share = int(100 * e.interval)
     for name, minimum in thresholds.items():
         v = est.metrics[name]
-        if not math.isnan(v.value) and v.value < minimum:
+        if falls_below(v, minimum, e.alert_when):
             alerts.append(
                 Alert(
                     "quality",
                     f"estimated_{name}",
-                    f"estimated {name} {v.value:.3f} ({share}% interval {v.low:.3f}-{v.high:.3f}; no labels, CBPE) is "
-                    f"below {minimum:.3f}, the threshold of {source}",
+                    f"estimated {name} {v.value:.3f} ({share}% interval {v.low:.3f}-{v.high:.3f}; no labels, CBPE) "
+                    f"{'lies wholly' if e.alert_when == 'interval' else 'is'} below {minimum:.3f}, the threshold of {source}",
                     v.value,
                     minimum,
                 )

@@ -144,8 +144,9 @@ def _estimate_html(e: dict[str, Any]) -> str:
     parts = [
         "<h2>Performance estimated without labels (CBPE)</h2>",
         f"<p>On {e['rows']} predictions: the model's probabilities calibrated on the reference ({esc(e['calibration'])} "
-        f"calibration, scikit-learn), then the expected confusion matrix of the window. Intervals: {share}% "
-        "(labels drawn from the calibrated probabilities).</p>",
+        f"calibration{', then top-label' if e.get('top_label') else ''}), then the expected confusion matrix of the window. "
+        f"Intervals: {share}% (windows of this traffic: texts resampled, labels drawn from the calibrated probabilities)"
+        f"{'; an alert needs the whole interval below the threshold' if e.get('alert_when') == 'interval' else ''}.</p>",
     ]
     thresholds = e.get("thresholds") or {}
     check = e.get("versus_labels") or {}
@@ -154,7 +155,8 @@ def _estimate_html(e: dict[str, Any]) -> str:
         headers += [f"true on {check['rows']} labelled", "estimate on them", "error"]
     rows = []
     for m, iv in e["metrics"].items():
-        below = m in thresholds and iv["value"] is not None and iv["value"] < thresholds[m]
+        bound = iv["high"] if e.get("alert_when") == "interval" else iv["value"]  # what the alert compares
+        below = m in thresholds and bound is not None and bound < thresholds[m]
         value = f'<span class="tx-bad">{fmt(iv["value"])}</span>' if below else fmt(iv["value"])
         row = [esc(m), value, fmt(iv["low"]), fmt(iv["high"]), fmt(e["reference"].get(m)), fmt(thresholds.get(m))]
         if check:
