@@ -13,7 +13,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -473,14 +473,18 @@ def check_quality(reference: Reference, current: pd.DataFrame, settings: Monitor
     return CheckResult(quality_info, alerts, notes, snapshot=quality_snapshot)
 
 
-def check_estimate(reference: Reference, current: pd.DataFrame, settings: MonitorSettings, prior_shift: bool) -> CheckResult:
-    """The label-free performance estimate (CBPE) of the window, against the gate's thresholds."""
+def check_estimate(
+    reference: Reference, current: pd.DataFrame, settings: MonitorSettings, prior_shift: bool, earlier: Sequence[Alert] = ()
+) -> CheckResult:
+    """The label-free performance estimate (CBPE) of the window, against the gate's thresholds,
+    and the label-prior shift test. ``earlier``: the alerts the checks before it raised (the
+    prior-shift alert speaks only when no drift alert did)."""
     if not settings.estimate.enabled:
         return CheckResult()
-    alerts: list[Alert] = []
+    alerts: list[Alert] = list(earlier)
     notes: list[str] = []
     info = _estimate(current, reference, settings, prior_shift, notes, alerts)
-    return CheckResult(info, alerts, notes)
+    return CheckResult(info, alerts[len(earlier):], notes)
 
 
 def verdict_exit_code(alerts: list[Alert]) -> ExitCode:
@@ -525,7 +529,7 @@ def run_monitor(
     if settings.estimate.enabled:
         progress("label-free performance estimate (CBPE)")
     prior_shift = bool(((drift.info.get("signals") or {}).get("prediction") or {}).get("fired"))
-    estimate = check_estimate(reference, current, settings, prior_shift)
+    estimate = check_estimate(reference, current, settings, prior_shift, [*service.alerts, *drift.alerts, *quality.alerts])
     lap("estimate")
     # alerts in the order the checks always reported them: service, drift, quality, estimate
     alerts = [*service.alerts, *drift.alerts, *quality.alerts, *estimate.alerts]
