@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from tests.monitoring.conftest import write_log
-from textops.monitoring.config import MonitorError, MonitorExit, load_monitor_settings
+from textops.errors import ExitCode
+from textops.monitoring.config import MonitorError, load_monitor_settings
 from textops.monitoring.estimate import Calibrator, Interval, estimate, falls_below, prior_shift_test
 from textops.monitoring.monitor import run_monitor
 from textops.monitoring.reference import Reference
@@ -162,7 +163,7 @@ def test_an_estimate_just_below_the_gate_alerts_only_when_its_interval_lies_belo
     assert acc["low"] < bar < acc["high"]
     gated = Reference(reference.frame, reference.classes, reference.vocabulary, dict(reference.meta, run_id="r2", gate_thresholds={"accuracy": bar}))
     v = _run(gated, log, tmp_path / "o2", quick)
-    assert v.exit_code == MonitorExit.OK, v.line()
+    assert v.exit_code == ExitCode.OK, v.line()
     v_point = _run(gated, log, tmp_path / "o3", quick, "estimate.alert_when=value")
     assert v_point.fired == ["quality:estimated_accuracy"], v_point.line()
     assert "is below" in v_point.alerts[0].message
@@ -184,7 +185,7 @@ def test_the_prior_shift_test_reweights_a_shifted_window_without_the_prediction_
     assert v.estimate["priors_adjusted"] is True
     # no other signal ran: the test's own alert says the label mix moved, and to what
     drift = [a for a in v.alerts if a.kind == "drift"]  # (the fed-back labels raise quality alerts of their own)
-    assert test["fired"] is True and [a.check for a in drift] == ["prior_shift"] and v.exit_code == MonitorExit.DRIFT, v.line()
+    assert test["fired"] is True and [a.check for a in drift] == ["prior_shift"] and v.exit_code == ExitCode.DRIFT, v.line()
     message = drift[0].message
     assert "label-prior shift" in message and "'shipping'" in message and "(reference " in message
     assert v.estimate["estimated_priors"]["shipping"] < 0.05
@@ -203,7 +204,7 @@ def test_in_distribution_window_is_not_reweighted_and_records_the_calibration(mo
     assert e["priors_adjusted"] is False and e["prior_shift_test"]["p_value"] >= 0.01
     assert e["calibration_setting"] == "auto" and e["top_label"] is True
     assert e["calibration"] == min(e["calibration_cv_log_loss"], key=e["calibration_cv_log_loss"].get)
-    assert v.exit_code == MonitorExit.OK, v.line()
+    assert v.exit_code == ExitCode.OK, v.line()
 
 
 def test_new_estimate_settings_are_validated():
