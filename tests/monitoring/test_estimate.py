@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from tests.monitoring.conftest import write_log
