@@ -16,11 +16,15 @@ from typing import Any, Mapping, Optional, Sequence, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from textops.errors import ExitCode, TextOpsError
+
 M = TypeVar("M", bound=BaseModel)
 
 
-class ConfigError(ValueError):
+class ConfigError(TextOpsError, ValueError):
     """A configuration file, override or flag is invalid; the message says where and why."""
+
+    exit_code = ExitCode.USAGE
 
 
 class StrictModel(BaseModel):
