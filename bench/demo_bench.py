@@ -1,8 +1,8 @@
 """`textops demo` wall time and seconds per component, before and after, in one run.
 
 Runs `textops demo` (generated 2,400/600-text data, fresh output directory: no cache) with this
-checkout's Python and, as the baseline, with another checkout's (``--before-python``, default
-``/work/main/.venv/bin/python``: main's code), alternating ``--repeat`` times so both see the
+checkout's Python and, as the baseline, with another checkout's (``--before-python``, e.g. the
+``.venv/bin/python`` of a checkout of main), alternating ``--repeat`` times so both see the
 same machine load; or, with ``--before-commit REV``, with this checkout's Python running the code of
 commit REV (extracted to a temporary directory and put first on PYTHONPATH). Per run: wall time of the whole command, the pipeline components' seconds
 (run_summary.json), and the rest ("start + end": process start and imports, demo data, input
@@ -103,7 +103,7 @@ def print_table(results: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--before-python", default="/work/main/.venv/bin/python")
+    parser.add_argument("--before-python", help="baseline: the Python of another checkout (e.g. main's .venv/bin/python)")
     parser.add_argument("--before-commit", help="baseline: this commit's code run by --after-python (overrides --before-python)")
     parser.add_argument("--after-python", default=sys.executable)
     parser.add_argument("--repeat", type=int, default=2)
@@ -113,6 +113,8 @@ def main() -> None:
     if args.tables_only:
         print_table(json.loads(args.json.read_text()))
         return
+    if not (args.before_python or args.before_commit):
+        parser.error("give the baseline: --before-commit REV (e.g. main) or --before-python PATH")
     results: dict = {"before": [], "after": [], "before_python": args.before_python, "after_python": args.after_python}
     with tempfile.TemporaryDirectory(prefix="textops-demo-bench-") as tmp:
         before_path = None

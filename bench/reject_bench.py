@@ -1,8 +1,8 @@
 """Time for `textops run` to reject each bad input, before and after, in one run.
 
 Each case is a fresh `textops run` process (wall time from start to exit) with this checkout's
-Python and with a baseline checkout's (``--before-python``, default main's
-``/work/main/.venv/bin/python``), alternating, ``--repeat`` times; the table shows medians, the
+Python and with a baseline checkout's (``--before-python``, e.g. the
+``.venv/bin/python`` of a checkout of main), alternating, ``--repeat`` times; the table shows medians, the
 exit code, and whether anything was left under --output.
 
     .venv/bin/python bench/reject_bench.py
@@ -61,7 +61,7 @@ def run_case(python: str, name: str, content, workdir: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--before-python", default="/work/main/.venv/bin/python")
+    parser.add_argument("--before-python", required=True, help="baseline: the Python of another checkout (e.g. main's .venv/bin/python)")
     parser.add_argument("--after-python", default=sys.executable)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "reject_bench.json")
