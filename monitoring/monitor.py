@@ -13,7 +13,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional
 
 import numpy as np
 import pandas as pd
@@ -168,6 +168,7 @@ def _estimate(
     reference: Reference,
     settings: MonitorSettings,
     prior_shift: bool,
+    drift_fired: bool,
     notes: list[str],
     alerts: list[Alert],
 ) -> dict[str, Any]:
@@ -196,7 +197,7 @@ def _estimate(
     # part of the prediction signal (the label mix moved), valid while the texts and confidences look
     # like the reference's: it alerts only when no drift alert fired (the evidence no other signal has)
     alarm = e.prior_shift_alert_p is not None and shift.p_value < e.prior_shift_alert_p and not prior_shift
-    alarm = alarm and settings.drift.alert_on_prediction_drift and not any(a.kind == "drift" for a in alerts)
+    alarm = alarm and settings.drift.alert_on_prediction_drift and not drift_fired
     if alarm:
         meaning = priors_meaning(classes, shift.priors, reference_priors)
         alerts.append(
@@ -298,7 +299,6 @@ class CheckResult:
     alerts: list[Alert] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
     snapshot: Any = None
-    result: Any = None  # the check's own result object (drift: textops.monitoring.drift.DriftResult)
 
 
 @dataclasses.dataclass
@@ -412,7 +412,7 @@ def check_drift(reference: Reference, current: pd.DataFrame, settings: MonitorSe
             )
         )
     drift_info["signals"] = _drift_signals(drift_result, reference.frame, current, settings, alerts)
-    return CheckResult(drift_info, alerts, snapshot=drift_result.snapshot, result=drift_result)
+    return CheckResult(drift_info, alerts, snapshot=drift_result.snapshot)
 
 
 def check_quality(reference: Reference, current: pd.DataFrame, settings: MonitorSettings) -> CheckResult:
@@ -474,17 +474,17 @@ def check_quality(reference: Reference, current: pd.DataFrame, settings: Monitor
 
 
 def check_estimate(
-    reference: Reference, current: pd.DataFrame, settings: MonitorSettings, prior_shift: bool, earlier: Sequence[Alert] = ()
+    reference: Reference, current: pd.DataFrame, settings: MonitorSettings, prior_shift: bool, drift_fired: bool = False
 ) -> CheckResult:
     """The label-free performance estimate (CBPE) of the window, against the gate's thresholds,
-    and the label-prior shift test. ``earlier``: the alerts the checks before it raised (the
+    and the label-prior shift test. ``drift_fired``: a drift check before it alerted (the
     prior-shift alert speaks only when no drift alert did)."""
     if not settings.estimate.enabled:
         return CheckResult()
-    alerts: list[Alert] = list(earlier)
+    alerts: list[Alert] = []
     notes: list[str] = []
-    info = _estimate(current, reference, settings, prior_shift, notes, alerts)
-    return CheckResult(info, alerts[len(earlier):], notes)
+    info = _estimate(current, reference, settings, prior_shift, drift_fired, notes, alerts)
+    return CheckResult(info, alerts, notes)
 
 
 def verdict_exit_code(alerts: list[Alert]) -> ExitCode:
@@ -529,7 +529,7 @@ def run_monitor(
     if settings.estimate.enabled:
         progress("label-free performance estimate (CBPE)")
     prior_shift = bool(((drift.info.get("signals") or {}).get("prediction") or {}).get("fired"))
-    estimate = check_estimate(reference, current, settings, prior_shift, [*service.alerts, *drift.alerts, *quality.alerts])
+    estimate = check_estimate(reference, current, settings, prior_shift, drift_fired=bool(drift.alerts))
     lap("estimate")
     # alerts in the order the checks always reported them: service, drift, quality, estimate
     alerts = [*service.alerts, *drift.alerts, *quality.alerts, *estimate.alerts]
