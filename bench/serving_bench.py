@@ -22,7 +22,6 @@ import asyncio
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ import textops  # noqa: F401  (before TensorFlow: TF_USE_LEGACY_KERAS)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests/support
 from tests.support.data import demo_dataset  # noqa: E402
 from tests.support.models import train_and_export  # noqa: E402
-from tests.support.server import MODEL, free_port, wait_ready  # noqa: E402
+from tests.support.server import MODEL, free_port, terminate, wait_ready  # noqa: E402
 LEVELS = (1, 8, 32, 64)
 
 
@@ -72,11 +71,7 @@ class Server:
         wait_ready(self.url, self.proc, 120.0)
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        terminate(self.proc, 30.0)
         self.log.close()
 
 

@@ -26,6 +26,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def terminate(proc: subprocess.Popen, timeout: float) -> int:
+    """SIGTERM (a graceful drain), SIGKILL after ``timeout`` seconds; returns the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
 def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 90.0, log_path: Optional[Path] = None) -> None:
     """Waits until ``url``'s KServe v2 readiness answers 200; raises (with the log's tail) if the
     process exits first or ``timeout`` passes."""
@@ -133,12 +145,6 @@ class ServerProcess:
         return total
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        code = terminate(self.proc, 60.0)
         self._log.close()
-        return self.proc.returncode
+        return code
