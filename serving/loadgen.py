@@ -126,5 +126,51 @@ async def run_load(
     )
 
 
+@dataclasses.dataclass
+class GoodputResult:
+    capacity: float  # successes/s, closed loop at the capacity concurrency
+    served: float  # successes/s while offered ``factor`` x the capacity measured just before
+    offered: float  # mean requests/s offered in the overload windows
+    statuses: collections.Counter  # of the overload windows
+    rounds: list[tuple[float, float]]  # (capacity, served) per round
+
+    @property
+    def ratio(self) -> float:
+        return self.served / self.capacity if self.capacity > 0 else 0.0
+
+
+async def measure_goodput(
+    url: str,
+    bodies: Sequence[bytes],
+    *,
+    factor: float = 2.0,
+    rounds: int = 4,
+    window_s: float = 1.5,
+    capacity_concurrency: int = 8,
+    overload_concurrency: int = 64,
+) -> GoodputResult:
+    """Goodput under overload: successes/s while offered ``factor`` x the capacity, over the capacity.
+
+    Capacity windows (a closed loop at ``capacity_concurrency``) alternate with overload windows
+    (paced at ``factor`` x the capacity of the window just before), and the sums are compared:
+    a machine whose speed drifts (other processes, CPU frequency) moves both alike, where one
+    capacity run followed by one overload run measures the drift as much as the server.
+    """
+    await run_load(url, bodies, concurrency=capacity_concurrency, requests=100)  # warm up
+    cap_ok = cap_s = over_ok = over_s = sent = 0.0
+    statuses: collections.Counter = collections.Counter()
+    per_round = []
+    for _ in range(rounds):
+        cap = await run_load(url, bodies, concurrency=capacity_concurrency, duration_s=window_s)
+        if cap.failed:
+            raise RuntimeError(f"the capacity window failed requests: {dict(cap.statuses)} {cap.errors[:3]}")
+        over = await run_load(url, bodies, concurrency=overload_concurrency, duration_s=window_s, rate=factor * cap.throughput)
+        cap_ok, cap_s = cap_ok + cap.ok, cap_s + cap.elapsed_s
+        over_ok, over_s, sent = over_ok + over.ok, over_s + over.elapsed_s, sent + over.sent
+        statuses.update(over.statuses)
+        per_round.append((cap.throughput, over.throughput))
+    return GoodputResult(cap_ok / cap_s, over_ok / over_s, sent / over_s, statuses, per_round)
+
+
 def header_version(resp: aiohttp.ClientResponse, _payload: bytes) -> str:
     return resp.headers.get("X-Model-Version", "?")

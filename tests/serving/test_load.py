@@ -1,20 +1,19 @@
 """Acceptance 2 and 3 under real load: hot swaps, a corrupt push, 10,000 requests, overload.
 
-These assert counts and correctness only; the rates and latencies they reach are printed
-(``pytest -s``) and measured properly by ``bench/serving_bench.py``.
+These assert counts and correctness, and one ratio of two rates measured in the same test
+(goodput); the rates and latencies they reach are printed (``pytest -s``) and measured
+properly by ``bench/serving_bench.py`` and ``bench/scheduler_bench.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 
 import numpy as np
-import pytest
 
 from textops.prediction_log import ReadStats, iter_records
-from textops.serving.loadgen import header_version, run_load, tfs_body
+from textops.serving.loadgen import header_version, measure_goodput, run_load, tfs_body
 
 MODEL = "text_classifier"
 PREDICT = f"/v1/models/{MODEL}:predict"
@@ -144,30 +143,22 @@ def test_overload_answers_429_at_once_and_recovers(exported_models, test_texts, 
     assert status == 200 and data["predictions"][0]["label"]
 
 
-@pytest.mark.skipif(
-    (os.cpu_count() or 1) < 4,
-    reason="needs >= 4 cores: on fewer, the in-process load generator (2x the requests) takes the server's CPU "
-    "and the ratio measures the client (bench/serving_hardening.py prints it anyway)",
-)
 def test_goodput_at_twice_capacity(exported_models, tmp_path, start_server, repo_tools):
     """Overload is shed before the body is parsed: offered twice the capacity measured here
-    first, the server still answers at least 80% of that capacity, and refuses the rest (429)."""
+    (in windows alternating with the capacity's, so machine drift moves both), the server still
+    answers at least 80% of that capacity, and refuses the rest (429)."""
     repo = repo_tools.make(tmp_path, exported_models, versions=(1,))
     config = {"batching": {"max_queue": 64, "max_batch_size": 16}, "limits": {"max_instances": 8}}
     srv = start_server(repo, config)
     # model-bound requests (8 long texts): the regime where shedding must protect the model
     bodies = [tfs_body([f"request {i} text " * 300] * 8) for i in range(16)]
-    url = srv.url + PREDICT
-    asyncio.run(run_load(url, bodies, concurrency=8, requests=100))  # warm up
-    capacity = asyncio.run(run_load(url, bodies, concurrency=8, duration_s=4))
-    assert capacity.failed == 0, capacity.statuses
-    offered = 2 * capacity.throughput
-    overload = asyncio.run(run_load(url, bodies, concurrency=64, duration_s=4, rate=offered))
-    ratio = overload.throughput / capacity.throughput
+    result = asyncio.run(measure_goodput(srv.url + PREDICT, bodies))
     print(
-        f"\ngoodput: capacity {capacity.throughput:.0f} req/s; offered {offered:.0f} req/s -> served {overload.throughput:.0f} req/s "
-        f"({ratio:.2f} of capacity), {overload.statuses.get(429, 0)} refused with 429"
+        f"\ngoodput: capacity {result.capacity:.0f} req/s; offered {result.offered:.0f} req/s -> served {result.served:.0f} req/s "
+        f"({result.ratio:.2f} of capacity), {result.statuses.get(429, 0)} refused with 429; rounds {result.rounds}"
     )
-    assert set(overload.statuses) <= {200, 429}, overload.statuses
-    assert overload.statuses.get(429, 0) > 0  # it was overloaded
-    assert ratio >= 0.8
+    assert set(result.statuses) <= {200, 429}, result.statuses
+    assert result.statuses.get(429, 0) > 0  # it was overloaded
+    assert result.offered >= 1.8 * result.capacity  # and offered about twice the capacity
+    assert result.ratio >= 0.8
+    assert srv.alive()
