@@ -80,7 +80,15 @@ def publish_corrupt(repo: Path, version: int, source: Path, name: str = MODEL) -
 class ServerProcess:
     """``textops serve`` in a subprocess, on free local ports."""
 
-    def __init__(self, repo: Path, workdir: Path, config: Optional[dict] = None, env: Optional[dict] = None, log_dir: Optional[Path] = None):
+    def __init__(
+        self,
+        repo: Path,
+        workdir: Path,
+        config: Optional[dict] = None,
+        env: Optional[dict] = None,
+        log_dir: Optional[Path] = None,
+        prefix: tuple[str, ...] = (),  # a command to run the server under (e.g. setpriv)
+    ):
         self.repo = repo
         self.port = free_port()
         self.grpc_port = free_port()
@@ -91,6 +99,7 @@ class ServerProcess:
         self.config_path = workdir / f"serving-{self.port}.yaml"
         self.config_path.write_text(yaml.safe_dump(cfg))
         args = [
+            *prefix,
             sys.executable, "-m", "textops.cli", "serve",
             "--model-repository", str(repo),
             "--port", str(self.port),
