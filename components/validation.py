@@ -27,11 +27,13 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.types.component_spec import ExecutionParameter
 from tfx.utils import io_utils, json_utils
 
+from textops.data import too_many_classes
 from textops.errors import DataValidationError
 
 TEXT_COLUMN_KEY = "text_column"
 LABEL_COLUMN_KEY = "label_column"
 FAIL_ON_ANOMALIES_KEY = "fail_on_anomalies"
+MAX_CLASSES_KEY = "max_classes"
 
 _TYPE_NAMES = {
     statistics_pb2.FeatureNameStatistics.INT: "integer",
@@ -71,8 +73,11 @@ def check_contract(
     stats_by_split: Dict[str, statistics_pb2.DatasetFeatureStatistics],
     text_column: str,
     label_column: str,
+    max_classes: Optional[int] = None,
 ) -> list[str]:
-    """Problems with the data that no schema inference can catch, one message each."""
+    """Problems with the data that no schema inference can catch, one message each.
+    ``max_classes``: ``data.max_classes``, checked here for data the preflight could not read
+    (remote files, TFRecords)."""
     problems: list[str] = []
     for split, stats in sorted(stats_by_split.items()):
         if stats.num_examples == 0:
@@ -113,6 +118,10 @@ def check_contract(
                     problems.append(
                         f"split 'train': the label column '{label_column}' has "
                         f"{label.string_stats.unique} distinct value(s); a classifier needs at least 2"
+                    )
+                elif max_classes is not None and label.string_stats.unique > max_classes:
+                    problems.append(
+                        too_many_classes(f"split 'train': the label column '{label_column}'", label.string_stats.unique, max_classes)
                     )
     return problems
 
@@ -214,7 +223,10 @@ class _GateExecutor(tfx_example_validator_executor.Executor):
             stats_by_split[split] = stats.datasets[0] if stats.datasets else statistics_pb2.DatasetFeatureStatistics()
             problems.extend(describe_anomalies(split, anomalies))
         contract = check_contract(
-            stats_by_split, exec_properties[TEXT_COLUMN_KEY], exec_properties[LABEL_COLUMN_KEY]
+            stats_by_split,
+            exec_properties[TEXT_COLUMN_KEY],
+            exec_properties[LABEL_COLUMN_KEY],
+            exec_properties.get(MAX_CLASSES_KEY),
         )
         problems = contract + [p for p in problems if p not in contract]
         if problems:
@@ -231,6 +243,7 @@ class TextExampleValidatorSpec(standard_component_specs.ExampleValidatorSpec):
         TEXT_COLUMN_KEY: ExecutionParameter(type=str),
         LABEL_COLUMN_KEY: ExecutionParameter(type=str),
         FAIL_ON_ANOMALIES_KEY: ExecutionParameter(type=int),
+        MAX_CLASSES_KEY: ExecutionParameter(type=int, optional=True),
     }
 
 
@@ -248,6 +261,7 @@ class ExampleValidator(base_component.BaseComponent):
         label_column: str,
         fail_on_anomalies: bool = True,
         exclude_splits: Optional[List[str]] = None,
+        max_classes: Optional[int] = None,
     ):
         super().__init__(
             spec=TextExampleValidatorSpec(
@@ -258,5 +272,6 @@ class ExampleValidator(base_component.BaseComponent):
                 text_column=text_column,
                 label_column=label_column,
                 fail_on_anomalies=int(fail_on_anomalies),
+                max_classes=max_classes,
             )
         )

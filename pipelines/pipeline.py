@@ -156,6 +156,7 @@ def create_pipeline(
         text_column=data.text_column,
         label_column=data.label_column,
         fail_on_anomalies=settings.schema_.fail_on_anomalies,
+        max_classes=data.max_classes,
     )
     transform = tfx_components.Transform(
         examples=example_gen.outputs["examples"],

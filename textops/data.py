@@ -463,16 +463,21 @@ def _check_csv(path: str, settings: DataSettings) -> tuple[list[str], Optional[l
     return problems, (None if problems else labels)
 
 
+def too_many_classes(what: str, count: int, max_classes: int) -> str:
+    """The message for a label column with more classes than ``data.max_classes`` (the preflight's
+    and, for data no preflight could read, the ExampleValidator gate's)."""
+    return (
+        f"{what} has {count:,} distinct classes, more than data.max_classes ({max_classes:,}); check that "
+        "data.label_column names the label and not a text or id column, or raise data.max_classes"
+    )
+
+
 def _check_labels(labels: list[str], files: list[str], settings: DataSettings) -> list[str]:
     """The training labels: at least two classes, at most ``data.max_classes``."""
     classes = set(labels)
     where = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
     if len(classes) > settings.max_classes:
-        return [
-            f"the label column '{settings.label_column}' of {where} has {len(classes):,} distinct classes, more than "
-            f"data.max_classes ({settings.max_classes:,}); check that data.label_column names the label and not a "
-            "text or id column, or raise data.max_classes"
-        ]
+        return [too_many_classes(f"the label column '{settings.label_column}' of {where}", len(classes), settings.max_classes)]
     if len(classes) < 2:
         return [
             f"the label column '{settings.label_column}' of {where} has {len(classes)} distinct value(s) "

@@ -179,7 +179,15 @@ def test_label_unseen_in_training_stops_before_transform(demo_dir, tmp_path):
     assert "DATA REJECTED" in proc.stdout
 
 
-def test_tfrecord_without_the_text_feature_is_rejected_by_the_gate(tmp_path):
+@pytest.mark.parametrize(
+    "text_feature, labels, flags, fragment",
+    [
+        ("body", 2, (), "text column 'text' is missing"),
+        # no preflight counts the labels of TFRecords (nor of remote files): the gate does
+        ("text", 3, ("--set", "data.max_classes=2"), "3 distinct classes, more than data.max_classes (2)"),
+    ],
+)
+def test_tfrecord_data_the_preflight_cannot_read_is_rejected_by_the_gate(tmp_path, text_feature, labels, flags, fragment):
     import tensorflow as tf
 
     data = tmp_path / "records"
@@ -189,17 +197,19 @@ def test_tfrecord_without_the_text_feature_is_rejected_by_the_gate(tmp_path):
             ex = tf.train.Example(
                 features=tf.train.Features(
                     feature={
-                        "body": tf.train.Feature(bytes_list=tf.train.BytesList(value=[f"text {i}".encode()])),
-                        "label": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"a" if i % 2 else b"b"])),
+                        text_feature: tf.train.Feature(bytes_list=tf.train.BytesList(value=[f"text {i}".encode()])),
+                        "label": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"abc"[i % labels : i % labels + 1]])),
                     }
                 )
             )
             w.write(ex.SerializeToString())
     out = tmp_path / "out"
-    proc = textops_cli("run", "--data", str(data), "--output", str(out))
+    proc = textops_cli("run", "--data", str(data), "--output", str(out), *flags)
     assert proc.returncode == 3, proc.stdout + proc.stderr
     problems = summary(out)["problems"]
-    assert any("text column 'text' is missing" in p and "body, label" in p for p in problems), problems
+    assert any(fragment in p for p in problems), problems
+    if text_feature == "body":
+        assert any("body, label" in p for p in problems), problems
 
 
 @pytest.mark.parametrize(

@@ -70,3 +70,12 @@ def test_text_contract_drops_the_text_domain_and_requires_both_columns():
     assert not text.HasField("domain") and text.presence.min_fraction == 1.0
     assert label.domain == "label" and label.presence.min_fraction == 1.0
     assert [d.name for d in schema.string_domain] == ["label"]
+
+
+def test_more_classes_than_max_classes_are_refused_in_the_pipeline_gate():
+    """Remote data gets no preflight: the gate counts the training labels instead."""
+    many = stats(GOOD.replace("unique: 2 }", "unique: 1500 }"))
+    assert check_contract({"train": many}, "text", "label") == []  # no limit given
+    (problem,) = check_contract({"train": many, "eval": stats(GOOD)}, "text", "label", max_classes=1000)
+    assert "split 'train'" in problem and "1,500 distinct classes, more than data.max_classes (1,000)" in problem
+    assert check_contract({"train": many}, "text", "label", max_classes=1500) == []
