@@ -144,7 +144,7 @@ async def measure_goodput(
     bodies: Sequence[bytes],
     *,
     factor: float = 2.0,
-    rounds: int = 4,
+    rounds: int = 6,
     window_s: float = 1.5,
     capacity_concurrency: int = 8,
     overload_concurrency: int = 64,
