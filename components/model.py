@@ -1,7 +1,8 @@
 """The default model: a fastText-style bag of word n-grams.
 
 Mean of learned n-gram embeddings -> (dropout) -> linear softmax layer, as in Joulin et al.,
-"Bag of Tricks for Efficient Text Classification" (2016). It reads the sparse n-gram ids that
+"Bag of Tricks for Efficient Text Classification" (2016), the mean weighted by each n-gram's
+inverse document frequency in the training split (``BowConfig.ngram_weighting``). It reads the sparse n-gram ids that
 Transform writes and runs without TFX (tests build it on in-memory tensors).
 """
 
