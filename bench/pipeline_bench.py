@@ -100,6 +100,7 @@ def train_default_bow(texts, labels, settings=None, strategy=None, callbacks=())
         transform=TransformConfig.from_settings(settings),
         learning_rate=config.learning_rate_for(len(texts)),
         embedding_dim=config.embedding_dim,
+        ngram_weighting=config.ngram_weighting,
         train_config=config.train_config(len(texts)),
         strategy=make_strategy(strategy or config.strategy),
         callbacks=callbacks,

@@ -119,6 +119,7 @@ def train_bare(
     transform: TransformConfig = TransformConfig(),
     embedding_dim: int = 64,
     dropout: float = 0.0,
+    ngram_weighting: str = "idf",
     learning_rate: Optional[float] = None,
     train_config: training.TrainConfig = training.TrainConfig(),
     eval_texts: Optional[Sequence[str]] = None,
@@ -145,6 +146,7 @@ def train_bare(
             num_classes=len(classes),
             embedding_dim=embedding_dim,
             dropout=dropout,
+            ngram_weighting=ngram_weighting,
             # unset: the bow default (0.01 at batch 32) scaled to the batch size, as the Trainer
             learning_rate=learning_rate or training.scaled_learning_rate(0.01, train_config.batch_size),
         ),

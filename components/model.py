@@ -1,7 +1,8 @@
 """The default model: a fastText-style bag of word n-grams.
 
 Mean of learned n-gram embeddings -> (dropout) -> linear softmax layer, as in Joulin et al.,
-"Bag of Tricks for Efficient Text Classification" (2016). It reads the sparse n-gram ids that
+"Bag of Tricks for Efficient Text Classification" (2016), the mean weighted by each n-gram's
+inverse document frequency in the training split (``BowConfig.ngram_weighting``). It reads the sparse n-gram ids that
 Transform writes and runs without TFX (tests build it on in-memory tensors).
 """
 
@@ -16,6 +17,9 @@ import tf_keras as keras
 from textops import features
 
 
+NGRAM_WEIGHTINGS = ("idf", "none")
+
+
 @dataclasses.dataclass(frozen=True)
 class BowConfig:
     vocab_size: int  # number of distinct ids (vocabulary + OOV buckets)
@@ -28,10 +32,17 @@ class BowConfig:
     optimizer: str = "lazy_adam"
     # Linear decay of the learning rate to zero over this many steps (as fastText does); 0: constant.
     decay_steps: int = 0
+    # How the n-gram embeddings of a text are averaged: "idf" weights each occurrence by its
+    # n-gram's inverse document frequency in the training split (``EmbeddingBag``; set by
+    # ``training.train``), so rare, discriminative n-grams count more than "the" or "of";
+    # "none": the plain mean.
+    ngram_weighting: str = "idf"
 
     def __post_init__(self) -> None:
         if self.vocab_size < 1:
             raise ValueError(f"vocab_size must be >= 1, got {self.vocab_size}")
+        if self.ngram_weighting not in NGRAM_WEIGHTINGS:
+            raise ValueError(f"ngram_weighting must be one of {NGRAM_WEIGHTINGS}, got {self.ngram_weighting!r}")
         if self.optimizer not in _OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {self.optimizer!r}")
         if self.num_classes < 2:
@@ -83,15 +94,19 @@ _OPTIMIZERS = {
 class EmbeddingBag(keras.layers.Layer):
     """Combines the embeddings of a variable number of ids per row (sparse input) by their mean.
 
+    ``weighting="idf"``: a weighted mean, each occurrence weighted by its id's inverse document
+    frequency (a non-trainable vector saved with the model, ones until
+    ``set_document_frequency``), like the tf-idf weighting of a linear text classifier.
     Rows without ids (an empty text) embed to zeros. Built from core ops
-    (``safe_embedding_lookup_sparse``), so any TensorFlow Serving build can run it.
+    (``safe_embedding_lookup_sparse``, ``gather``), so any TensorFlow Serving build can run it.
     """
 
-    def __init__(self, input_dim: int, output_dim: int, combiner: str = "mean", **kwargs):
+    def __init__(self, input_dim: int, output_dim: int, combiner: str = "mean", weighting: str = "none", **kwargs):
         super().__init__(**kwargs)
         self.input_dim = input_dim
         self.output_dim = output_dim
         self.combiner = combiner
+        self.weighting = weighting
 
     def build(self, input_shape):
         bound = 0.05
@@ -101,10 +116,23 @@ class EmbeddingBag(keras.layers.Layer):
             initializer=keras.initializers.RandomUniform(-bound, bound),
             trainable=True,
         )
+        if self.weighting == "idf":
+            self.idf = self.add_weight(name="idf", shape=(self.input_dim,), initializer="ones", trainable=False)
         super().build(input_shape)
 
+    def set_document_frequency(self, document_frequency, documents: int) -> None:
+        """idf = ln((1 + documents) / (1 + df)) + 1 per id: scikit-learn's smoothed idf
+        (``TfidfVectorizer(smooth_idf=True)``); an id no document has gets the largest weight."""
+        df = tf.cast(tf.convert_to_tensor(document_frequency), tf.float32)
+        if df.shape != (self.input_dim,):
+            raise ValueError(f"document frequencies for {self.input_dim} ids expected, got shape {df.shape}")
+        self.idf.assign(tf.math.log((1.0 + documents) / (1.0 + df)) + 1.0)
+
     def call(self, ids: tf.SparseTensor) -> tf.Tensor:
-        return tf.nn.safe_embedding_lookup_sparse(self.embeddings, ids, combiner=self.combiner)
+        weights = None
+        if self.weighting == "idf":
+            weights = tf.SparseTensor(ids.indices, tf.gather(self.idf, ids.values), ids.dense_shape)
+        return tf.nn.safe_embedding_lookup_sparse(self.embeddings, ids, weights, combiner=self.combiner)
 
     def get_config(self):
         return {
@@ -112,6 +140,7 @@ class EmbeddingBag(keras.layers.Layer):
             "input_dim": self.input_dim,
             "output_dim": self.output_dim,
             "combiner": self.combiner,
+            "weighting": self.weighting,
         }
 
 
@@ -177,10 +206,13 @@ class SparseMacroAUC(keras.metrics.AUC):
         return {**super().get_config(), "num_classes": self.num_classes}
 
 
+EMBEDDINGS_LAYER = "ngram_embeddings"
+
+
 def build_bow_model(config: BowConfig) -> keras.Model:
     """Uncompiled-free Keras model: sparse n-gram ids -> class probabilities."""
     ids = keras.Input(shape=(None,), sparse=True, dtype=tf.int64, name=features.TOKENS_KEY)
-    x = EmbeddingBag(config.vocab_size, config.embedding_dim, name="ngram_embeddings")(ids)
+    x = EmbeddingBag(config.vocab_size, config.embedding_dim, weighting=config.ngram_weighting, name=EMBEDDINGS_LAYER)(ids)
     if config.dropout:
         x = keras.layers.Dropout(config.dropout)(x)
     # float32 output even under a mixed_float16 policy: a float16 softmax loses precision.

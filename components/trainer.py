@@ -53,6 +53,7 @@ class TrainerConfig:
     model_kind: str = "bow"  # bow | transformer
     embedding_dim: int = 64
     dropout: float = 0.0
+    ngram_weighting: str = "idf"  # bow: model.BowConfig.ngram_weighting
     learning_rate: Optional[float] = None  # None: DEFAULT_LEARNING_RATE[model_kind], scaled to the batch size
     epochs: int = 20  # the most, with early stopping (the default); TrainingSettings.epochs
     batch_size: Optional[int] = None  # None: DEFAULT_BATCH_SIZE[model_kind]
@@ -109,6 +110,7 @@ class TrainerConfig:
                 embedding_dim=self.embedding_dim,
                 dropout=self.dropout,
                 learning_rate=self.learning_rate_for(train_examples),
+                ngram_weighting=self.ngram_weighting,
             )
         return transformer_lib.ClassifierConfig(
             encoder=transformer_lib.EncoderConfig(
@@ -164,6 +166,7 @@ class TrainerConfig:
             model_kind=m.kind,
             embedding_dim=m.embedding_dim,
             dropout=m.dropout,
+            ngram_weighting=m.ngram_weighting,
             learning_rate=settings.training.learning_rate,
             epochs=settings.training.epochs,
             batch_size=settings.training.batch_size,

@@ -152,6 +152,23 @@ def prepare_dataset(
 ModelConfig = Union[model_lib.BowConfig, transformer_lib.ClassifierConfig]
 
 
+def document_frequency(dataset: tf.data.Dataset, vocab_size: int) -> tuple[tf.Tensor, int]:
+    """(per n-gram id, how many examples hold it at least once; how many examples) in one pass
+    over ``dataset``'s (features, label) batches, the ids sparse under ``features.TOKENS_KEY``."""
+
+    def add(state, batch):
+        counts, examples = state
+        inputs, labels = batch
+        ids = inputs[features.TOKENS_KEY] if isinstance(inputs, Mapping) else inputs
+        # Each (example, id) pair once, however often the n-gram occurs in the text.
+        pairs, _ = tf.unique(ids.indices[:, 0] * vocab_size + ids.values)
+        counts += tf.math.unsorted_segment_sum(tf.ones_like(pairs), pairs % vocab_size, vocab_size)
+        return counts, examples + tf.shape(labels, out_type=tf.int64)[0]
+
+    counts, examples = dataset.reduce((tf.zeros([vocab_size], tf.int64), tf.constant(0, tf.int64)), add)
+    return counts, int(examples)
+
+
 def _count_batches(dataset: tf.data.Dataset) -> int:
     known = int(dataset.cardinality())
     if known >= 0:  # prepare_dataset's batches: known without reading them
@@ -383,6 +400,10 @@ def train(
             model_config = dataclasses.replace(model_config, decay_steps=max(1, steps * config.epochs))
         with strategy.scope():
             model = model_lib.build_bow_model(model_config)
+            if model_config.ngram_weighting == "idf":  # the training split's idf, before the first step
+                model.get_layer(model_lib.EMBEDDINGS_LAYER).set_document_frequency(
+                    *document_frequency(train_dataset, model_config.vocab_size)
+                )
     bow = isinstance(model_config, model_lib.BowConfig)
     if bow:
         use_graph_train_function(model)

@@ -131,6 +131,9 @@ class ModelSettings(_Section):
     # bow: a fastText-style bag of n-grams
     embedding_dim: int = Field(64, ge=2)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    # bow: "idf" averages the n-gram embeddings weighted by each n-gram's inverse document
+    # frequency in the training split (README, "Accuracy"); "none": the plain mean.
+    ngram_weighting: Literal["idf", "none"] = "idf"
     transformer: TransformerSettings = Field(default_factory=TransformerSettings)
     pretraining: PretrainingSettings = Field(default_factory=PretrainingSettings)
 
