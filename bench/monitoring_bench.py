@@ -292,7 +292,7 @@ def detect(args: argparse.Namespace) -> None:
         classes: list[str] = reference.classes
         rows: dict = {}
         windows: dict = {}
-        for kind in KINDS:
+        for kind in args.kinds:
             stats = {"windows": 0, "alerted": 0, **{s: 0 for s in SIGNALS}, "adjusted": 0, "est": [], "est_alt": [], "true": [], "seconds": []}
             for w in range(args.windows):
                 texts, labels = _window(kind, pool, other, args.window_size, seed=1000 + w)
@@ -366,7 +366,7 @@ def estimate_offline(args: argparse.Namespace) -> None:
         frame = cached["ref"].reset_index(drop=True)
         reference = Reference(frame, classes, frozenset(), {"gate_thresholds": cached["gate"], "run_id": f"bench-{name}"})
         ref_pred = frame["prediction"]
-        for kind in KINDS:
+        for kind in args.kinds:
             counts = {"prediction": 0, "prior_shift": 0, "estimate": 0, "adjusted": 0}
             errors = []
             for (k, _), (probs, labels) in sorted(cached["windows"].items(), key=lambda item: item[0][1]):
@@ -420,7 +420,10 @@ def _print_detect(done: dict, args: argparse.Namespace) -> None:
     for name, res in done.items():
         cells = []
         for kind in KINDS:
-            s = res["kinds"][kind]
+            s = res["kinds"].get(kind)
+            if s is None:  # not measured (--kinds)
+                cells.append("n/a")
+                continue
             cell = f"{100 * s['alerted'] / s['windows']:.0f}%"
             if s["true"]:
                 cell += f" ({_mae(s['est'], s['true']):.1f}"
@@ -446,10 +449,12 @@ def main() -> None:
     p_detect.add_argument("--window-size", type=int, default=500)
     p_detect.add_argument("--reference-rows", type=int, default=2000)
     p_detect.add_argument("--pool-rows", type=int, default=2500)
+    p_detect.add_argument("--kinds", nargs="+", default=list(KINDS), choices=list(KINDS))
     p_detect.add_argument("--resume", action="store_true", help="keep corpora already in <workdir>/detect.json")
     p_detect.add_argument("--table", action="store_true", help="only print the table of <workdir>/detect.json")
     p_est = sub.add_parser("estimate", help="offline: the label-free estimate over detect's cached window probabilities")
     p_est.add_argument("--corpora", nargs="+", default=list(OTHER_CORPUS), choices=list(OTHER_CORPUS))
+    p_est.add_argument("--kinds", nargs="+", default=list(KINDS), choices=list(KINDS))
     for p in (p_cost, p_shift, p_detect, p_est):
         p.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "textops-monitoring-bench"))
     p_once = sub.add_parser("_once")
