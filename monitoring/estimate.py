@@ -347,6 +347,9 @@ def prior_shift_test(calibrated: np.ndarray, reference_priors: np.ndarray, suppo
     return PriorShift(adjusted, priors, statistic, float(chi2.sf(statistic, max(1, len(base) - 1))), support)
 
 
+NOISE_MAX_ROWS = 5000  # prior_shift_noise measures windows of at most this many rows
+
+
 def prior_shift_noise(
     reference_calibrated: np.ndarray, size: int, quantile: float = 0.99, draws: int = 100, seed: int = 0, tol: float = 1e-5
 ) -> float:
@@ -355,16 +358,20 @@ def prior_shift_noise(
     reference's size for the priors, one of ``size`` rows for the window. Both sides vary: with
     77 classes a reference of 2,000 texts holds ~26 of each, so its priors are themselves off by
     ~20%, which the chi-squared law of ``prior_shift_test`` does not know (banking77: 7 of 20
-    unshifted windows below p = 0.01). EM stops at ``tol`` (the statistic then moves by < 0.01)."""
+    unshifted windows below p = 0.01). EM stops at ``tol`` (the statistic then moves by < 0.01).
+    Windows above ``NOISE_MAX_ROWS`` rows are measured at that size and the level scaled by
+    ``size / NOISE_MAX_ROWS``: the reference's own error, and a real shift alike, grow the
+    statistic in proportion to the rows, so a large window is judged as one of that size is."""
     rng = np.random.default_rng(seed)
     n_ref = len(reference_calibrated)
+    rows = max(1, min(int(size), NOISE_MAX_ROWS))
     stats = []
     for _ in range(draws):
         base = np.clip(reference_calibrated[rng.integers(0, n_ref, size=n_ref)].mean(axis=0), 1e-12, None)
-        window = reference_calibrated[rng.integers(0, n_ref, size=max(1, size))]
+        window = reference_calibrated[rng.integers(0, n_ref, size=rows)]
         _, priors = adjust_to_priors(window, base, tol=tol)
         stats.append(max(0.0, float(2.0 * _log_likelihood(window, priors, base).sum())))
-    return float(np.quantile(stats, quantile))
+    return float(np.quantile(stats, quantile)) * max(1.0, size / rows)
 
 
 def reference_recall(probabilities: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:

@@ -208,11 +208,13 @@ def _estimate(
     shift = prior_shift_test(calibrated, reference_priors, e.prior_support_p)
     # the test rejects above both the chi-squared quantile and what unshifted windows of this size
     # reach against a reference of this size (the drift signals' noise level, for this statistic)
-    noise = prior_shift_noise(ref_calibrated, len(calibrated), e.noise_quantile, e.noise_draws, e.seed)
+    noise = None
+    if e.prior_shift_p is not None or e.prior_shift_alert_p is not None:
+        noise = prior_shift_noise(ref_calibrated, len(calibrated), e.noise_quantile, e.noise_draws, e.seed)
     dof = max(1, len(classes) - 1)
 
     def above(p: Optional[float]) -> bool:
-        return p is not None and shift.statistic > max(float(chi2.isf(p, dof)), noise)
+        return p is not None and noise is not None and shift.statistic > max(float(chi2.isf(p, dof)), noise)
 
     tested = above(e.prior_shift_p)
     # part of the prediction signal (the label mix moved), valid while the texts and confidences look
@@ -227,7 +229,7 @@ def _estimate(
                 "prior_shift",
                 f"label-prior shift: likelihood-ratio statistic {shift.statistic:.1f} on {len(classes) - 1} degrees of freedom, "
                 f"p = {shift.p_value:.1e} below {e.prior_shift_alert_p:.0e} (estimate.prior_shift_alert_p) and above the noise "
-                f"level {noise:.1f} of unshifted resamples of the reference: {meaning}",
+                f"level {noise or 0.0:.1f} of unshifted resamples of the reference: {meaning}",
                 shift.p_value,
                 e.prior_shift_alert_p,
             )

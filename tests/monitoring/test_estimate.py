@@ -192,6 +192,11 @@ def test_the_noise_level_keeps_a_small_many_class_reference_from_rejecting_unshi
     two = np.zeros(k)
     two[:2] = 0.5
     assert prior_shift_test(cal.transform(_softmax(_task(rng, 500, two, means)[1])), base).statistic > 2 * noise
+    # a window larger than NOISE_MAX_ROWS is judged as one of that size: the level scales with its rows
+    from textops.monitoring.estimate import NOISE_MAX_ROWS
+
+    at_cap = prior_shift_noise(q_ref, NOISE_MAX_ROWS, draws=10)
+    assert prior_shift_noise(q_ref, 4 * NOISE_MAX_ROWS, draws=10) == pytest.approx(4 * at_cap)
 
 
 # -- the alert rule -----------------------------------------------------------------------------------
