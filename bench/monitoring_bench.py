@@ -354,7 +354,7 @@ def estimate_offline(args: argparse.Namespace) -> None:
     settings = load_monitor_settings(None, [])
     d = settings.drift
     work = Path(args.workdir)
-    print(f"| corpus | window kind | prediction signal | prior shift alert | estimate alert | priors re-weighted | MAE (points) | bias (points) |")
+    print("| corpus | window kind | prediction signal | prior shift alert | estimate alert | priors re-weighted | MAE (points) | bias (points) |")
     print("|---" * 8 + "|")
     for name in args.corpora:
         path = work / name / WINDOWS
