@@ -3,6 +3,7 @@
     .venv/bin/python bench/monitoring_bench.py cost   [--sizes 10000 100000]
     .venv/bin/python bench/monitoring_bench.py shift  [--windows 20 --window-size 500]
     .venv/bin/python bench/monitoring_bench.py detect [--corpora ag_news trec ... --windows 20]
+    .venv/bin/python bench/monitoring_bench.py estimate [--corpora ...]   (offline, over detect's cached probabilities)
 
 Both train the project's model (``components/bare.py``: same tokenizer and model as the
 pipeline) on ag_news train (../shared/datasets), export it, and build the monitor's reference
@@ -32,7 +33,15 @@ Windows of ``--window-size`` (500) logged predictions, ``--windows`` (20) of eac
 Each window goes through ``run_monitor`` with the default settings and the gate's default
 thresholds (``evaluation.thresholds``) as the reference's gate. Printed per kind: the share of
 windows with any alert, how often each signal fired, and the label-free accuracy estimate
-against the true accuracy (mean absolute error) where the window's labels exist.
+against the true accuracy (mean absolute error) where the window's labels exist. ``detect``
+saves every window's model probabilities and labels to ``<workdir>/<corpus>/windows.pkl``.
+
+``estimate`` (offline) re-runs the label-free estimate with the current code over those cached
+windows, without the model or Evidently: per window, the prediction signal (its Jensen-Shannon
+test against its noise level, as ``run_monitor`` computes it) and the estimate check
+(``check_estimate``) with the default settings. The text, confidence and share-of-columns
+signals are not computed: the prior-shift alert, which speaks only where no drift alert did,
+is counted where the prediction signal did not fire (an upper bound on it).
 """
 
 from __future__ import annotations
@@ -186,9 +195,10 @@ OTHER_CORPUS = {
 }
 KINDS = ("in-distribution", "another corpus", "two classes only", "one class doubled", "20% noise")
 SIGNALS = ("text", "prediction", "confidence", "dataset", "prior_shift", "estimate")
-# the variant measured beside the defaults: top-label calibration, the estimate only (no drift
-# checks, so the prior re-weighting follows the likelihood-ratio test alone)
-TOP_LABEL = ("estimate.top_label=true", "drift.enabled=false", "service.enabled=false", "quality.enabled=false")
+# the variant measured beside the defaults: the former default estimate (per-class isotonic
+# calibration, every class keeps a prior when re-weighted), the estimate only (no drift checks,
+# so the prior re-weighting follows the likelihood-ratio test alone)
+FORMER = ("estimate.top_label=false", "estimate.prior_support_p=null", "drift.enabled=false", "service.enabled=false", "quality.enabled=false")
 
 
 def _read(name: str, split: str) -> pd.DataFrame:
@@ -281,8 +291,9 @@ def detect(args: argparse.Namespace) -> None:
         cache: dict[str, np.ndarray] = {}
         classes: list[str] = reference.classes
         rows: dict = {}
-        for kind in KINDS:
-            stats = {"windows": 0, "alerted": 0, **{s: 0 for s in SIGNALS}, "adjusted": 0, "est": [], "est_top": [], "true": [], "seconds": []}
+        windows: dict = {}
+        for kind in args.kinds:
+            stats = {"windows": 0, "alerted": 0, **{s: 0 for s in SIGNALS}, "adjusted": 0, "est": [], "est_alt": [], "true": [], "seconds": []}
             for w in range(args.windows):
                 texts, labels = _window(kind, pool, other, args.window_size, seed=1000 + w)
                 missing = sorted({t for t in texts if t not in cache})
@@ -296,9 +307,9 @@ def detect(args: argparse.Namespace) -> None:
                     started = time.perf_counter()
                     v = run_monitor(settings, reference=reference).verdict
                     stats["seconds"].append(time.perf_counter() - started)
-                    # the estimate alone with top-label calibration (estimate.top_label), for comparison
-                    top = load_monitor_settings(None, ["window.last=all", *TOP_LABEL], log=tmp, output=os.path.join(tmp, "top"))
-                    stats["est_top"].append(run_monitor(top, reference=reference).verdict.estimate["metrics"]["accuracy"]["value"])
+                    # the estimate alone as the former default computed it, for comparison
+                    alt = load_monitor_settings(None, ["window.last=all", *FORMER], log=tmp, output=os.path.join(tmp, "alt"))
+                    stats["est_alt"].append(run_monitor(alt, reference=reference).verdict.estimate["metrics"]["accuracy"]["value"])
                 fired = {a.check if a.kind == "drift" else "estimate" for a in v.alerts if a.kind != "service"}
                 stats["windows"] += 1
                 stats["alerted"] += bool(fired)
@@ -310,13 +321,71 @@ def detect(args: argparse.Namespace) -> None:
                 if labels is not None:
                     predicted = [classes[i] for i in probs.argmax(axis=1)]
                     stats["true"].append(float(np.mean([p == t for p, t in zip(predicted, labels)])))
+                windows[(kind, w)] = (probs, labels)
             rows[kind] = stats
             print(f"{name} {kind}: {stats['alerted']}/{stats['windows']} alerted", file=sys.stderr)
+        _save_windows(work / name / WINDOWS, reference, windows, facts)
         ref_acc = float((reference.frame.prediction == reference.frame.target).mean())
         done[name] = {"facts": dict(facts, reference_accuracy=ref_acc, seconds=time.perf_counter() - t0), "kinds": rows}
         results.parent.mkdir(parents=True, exist_ok=True)
         results.write_text(json.dumps(done, indent=1))
     _print_detect(done, args)
+
+
+WINDOWS = "windows.pkl"
+
+
+def _save_windows(path: Path, reference: "Reference", windows: dict, facts: dict) -> None:  # noqa: F821
+    import pickle
+
+    ref = reference.frame[["target", "prediction", "probabilities"]]
+    path.write_bytes(pickle.dumps({"classes": reference.classes, "ref": ref, "windows": windows, "facts": facts, "gate": reference.meta["gate_thresholds"]}))
+
+
+def estimate_offline(args: argparse.Namespace) -> None:
+    """The estimate and the prior-shift test over ``detect``'s cached windows (module text)."""
+    import pickle
+
+    from textops.monitoring.config import load_monitor_settings
+    from textops.monitoring.drift import is_drifted, noise_level, stat_score
+    from textops.monitoring.monitor import check_estimate
+    from textops.monitoring.reference import Reference
+
+    settings = load_monitor_settings(None, [])
+    d = settings.drift
+    work = Path(args.workdir)
+    print("| corpus | window kind | prediction signal | prior shift alert | estimate alert | priors re-weighted | MAE (points) | bias (points) |")
+    print("|---" * 8 + "|")
+    for name in args.corpora:
+        path = work / name / WINDOWS
+        if not path.is_file():
+            print(f"{name}: no {path}; run detect for it first", file=sys.stderr)
+            continue
+        cached = pickle.loads(path.read_bytes())
+        classes = cached["classes"]
+        frame = cached["ref"].reset_index(drop=True)
+        reference = Reference(frame, classes, frozenset(), {"gate_thresholds": cached["gate"], "run_id": f"bench-{name}"})
+        ref_pred = frame["prediction"]
+        for kind in args.kinds:
+            counts = {"prediction": 0, "prior_shift": 0, "estimate": 0, "adjusted": 0}
+            errors = []
+            for (k, _), (probs, labels) in sorted(cached["windows"].items(), key=lambda item: item[0][1]):
+                if k != kind:
+                    continue
+                predicted = pd.Series([classes[i] for i in probs.argmax(axis=1)])
+                score = stat_score(ref_pred, predicted, d.cat_method, True)
+                noise, _ = noise_level(ref_pred, len(predicted), d.cat_method, d.noise_quantile, d.noise_draws, d.seed, True)
+                fired = is_drifted(score, d.cat_method, max(d.cat_threshold, noise))
+                current = pd.DataFrame({"probabilities": list(probs), "prediction": predicted, "target": labels if labels is not None else [None] * len(probs)})
+                result = check_estimate(reference, current, settings, prior_shift=fired, drift_fired=fired)
+                counts["prediction"] += fired
+                counts["prior_shift"] += any(a.check == "prior_shift" for a in result.alerts)
+                counts["estimate"] += any(a.kind == "quality" for a in result.alerts)
+                counts["adjusted"] += bool(result.info["priors_adjusted"])
+                if labels is not None:
+                    errors.append(result.info["versus_labels"]["error"]["accuracy"])
+            mae = f"{100 * np.mean(np.abs(errors)):.1f} | {100 * np.mean(errors):+.1f}" if errors else "n/a | n/a"
+            print(f"| {name} | {kind} | {counts['prediction']} | {counts['prior_shift']} | {counts['estimate']} | {counts['adjusted']} | {mae} |", flush=True)
 
 
 def _mae(estimated: list, true: list) -> float:
@@ -328,7 +397,7 @@ def _print_detect(done: dict, args: argparse.Namespace) -> None:
     print(f"\nwindows of {args.window_size} logged predictions, {args.windows} per kind; default monitor settings; "
           "estimate held to the gate's default thresholds")
     print("\n| corpus | train / reference / pool | classes | reference accuracy | window kind | alerted | text | prediction "
-          "| confidence | dataset | prior shift | estimate | priors re-weighted | est. accuracy | true accuracy | MAE (points) | MAE top-label |")
+          "| confidence | dataset | prior shift | estimate | priors re-weighted | est. accuracy | true accuracy | MAE (points) | MAE former default |")
     print("|---" * 17 + "|")
     for name, res in done.items():
         f = res["facts"]
@@ -339,23 +408,26 @@ def _print_detect(done: dict, args: argparse.Namespace) -> None:
             if s["true"]:
                 true = f"{np.mean(s['true']):.3f}"
                 mae = f"{_mae(s['est'], s['true']):.1f}"
-                mae_top = f"{_mae(s['est_top'], s['true']):.1f}" if s.get("est_top") else "n/a"
+                mae_top = f"{_mae(s['est_alt'], s['true']):.1f}" if s.get("est_alt") else "n/a"
             print(
                 f"| {name} | {f['train']} / {f['reference']} / {f['pool']} | {f['classes']} | {f['reference_accuracy']:.3f} | {kind} "
                 f"| {100 * s['alerted'] / n:.0f}% | " + " | ".join(str(s.get(x, "n/a")) for x in SIGNALS)
                 + f" | {s.get('adjusted', 'n/a')} | {est:.3f} | {true} | {mae} | {mae_top} |"
             )
-    print("\nalerted share per window kind (label-free accuracy estimate: mean absolute error in points; with top-label calibration)\n")
+    print("\nalerted share per window kind (label-free accuracy estimate: mean absolute error in points; the former default's)\n")
     print("| corpus (classes) | " + " | ".join(KINDS) + " |")
     print("|---" * (len(KINDS) + 1) + "|")
     for name, res in done.items():
         cells = []
         for kind in KINDS:
-            s = res["kinds"][kind]
+            s = res["kinds"].get(kind)
+            if s is None:  # not measured (--kinds)
+                cells.append("n/a")
+                continue
             cell = f"{100 * s['alerted'] / s['windows']:.0f}%"
             if s["true"]:
                 cell += f" ({_mae(s['est'], s['true']):.1f}"
-                cell += f"; {_mae(s['est_top'], s['true']):.1f})" if s.get("est_top") else ")"
+                cell += f"; {_mae(s['est_alt'], s['true']):.1f})" if s.get("est_alt") else ")"
             cells.append(cell)
         print(f"| {name} ({res['facts']['classes']}) | " + " | ".join(cells) + " |")
     secs = [x for r in done.values() for s in r["kinds"].values() for x in s["seconds"]]
@@ -377,9 +449,13 @@ def main() -> None:
     p_detect.add_argument("--window-size", type=int, default=500)
     p_detect.add_argument("--reference-rows", type=int, default=2000)
     p_detect.add_argument("--pool-rows", type=int, default=2500)
+    p_detect.add_argument("--kinds", nargs="+", default=list(KINDS), choices=list(KINDS))
     p_detect.add_argument("--resume", action="store_true", help="keep corpora already in <workdir>/detect.json")
     p_detect.add_argument("--table", action="store_true", help="only print the table of <workdir>/detect.json")
-    for p in (p_cost, p_shift, p_detect):
+    p_est = sub.add_parser("estimate", help="offline: the label-free estimate over detect's cached window probabilities")
+    p_est.add_argument("--corpora", nargs="+", default=list(OTHER_CORPUS), choices=list(OTHER_CORPUS))
+    p_est.add_argument("--kinds", nargs="+", default=list(KINDS), choices=list(KINDS))
+    for p in (p_cost, p_shift, p_detect, p_est):
         p.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "textops-monitoring-bench"))
     p_once = sub.add_parser("_once")
     p_once.add_argument("--reference", required=True)
@@ -388,7 +464,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.command != "_once" and not DATASETS.is_dir():
         sys.exit(f"the datasets are not at {DATASETS}; this benchmark reads ../shared/datasets")
-    {"cost": cost, "shift": shift, "detect": detect, "_once": _run_once}[args.command](args)
+    {"cost": cost, "shift": shift, "detect": detect, "estimate": estimate_offline, "_once": _run_once}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -171,7 +171,9 @@ class EstimateSettings(_Section):
     calibration: Literal["isotonic", "sigmoid", "temperature", "auto"] = Field(
         "isotonic", description="isotonic/sigmoid (scikit-learn, per class), temperature; auto: lowest cross-validated log loss on the reference"
     )
-    top_label: bool = Field(False, description="then calibrate the probability of the model's decision on all reference rows at once")
+    top_label: bool = Field(
+        True, description="calibrate the probability of the model's decision on all reference rows at once (calibration: then unused)"
+    )
     adjust_priors: Literal["auto", "always", "never"] = Field(
         "auto", description="re-weight to the window's class priors (EM); auto: when the prediction signal fired or the prior-shift test rejects"
     )
@@ -180,6 +182,13 @@ class EstimateSettings(_Section):
     )
     prior_shift_alert_p: Optional[float] = Field(
         1e-4, gt=0.0, lt=1.0, description="the prior-shift test alerts alone (drift:prior_shift) below this p-value; null: off"
+    )
+    noise_quantile: float = Field(
+        0.99, gt=0.5, lt=1.0, description="the prior-shift test also needs its statistic above this quantile of unshifted resamples of the reference"
+    )
+    noise_draws: int = Field(100, ge=10, le=2000, description="resamples of the reference behind that noise level")
+    prior_support_p: Optional[float] = Field(
+        0.01, gt=0.0, lt=1.0, description="re-weighted: a class keeps a prior only if dropping it is rejected at this level; null: all keep one"
     )
     alert_when: Literal["interval", "value"] = Field(
         "interval", description="interval: the whole interval lies below the threshold; value: the estimate does"

@@ -172,7 +172,19 @@ def _estimate(
     notes: list[str],
     alerts: list[Alert],
 ) -> dict[str, Any]:
-    from textops.monitoring.estimate import ESTIMATED_METRICS, Calibrator, estimate, falls_below, prior_shift_test, priors_meaning, probability_matrix
+    from scipy.stats import chi2
+
+    from textops.monitoring.estimate import (
+        ESTIMATED_METRICS,
+        Calibrator,
+        estimate,
+        falls_below,
+        prior_shift_noise,
+        prior_shift_test,
+        priors_meaning,
+        probability_matrix,
+        reference_recall,
+    )
 
     e = settings.estimate
     classes = reference.classes
@@ -191,12 +203,23 @@ def _estimate(
     positive = _positive_label(reference)
     calibrated = calibrator.transform(probs[ok])
     predicted = probs[ok].argmax(axis=1)
-    reference_priors = calibrator.transform(ref_probs[ref_ok]).mean(axis=0)
-    shift = prior_shift_test(calibrated, reference_priors)
-    tested = e.prior_shift_p is not None and shift.p_value < e.prior_shift_p
+    ref_calibrated = calibrator.transform(ref_probs[ref_ok])
+    reference_priors = ref_calibrated.mean(axis=0)
+    shift = prior_shift_test(calibrated, reference_priors, e.prior_support_p)
+    # the test rejects above both the chi-squared quantile and what unshifted windows of this size
+    # reach against a reference of this size (the drift signals' noise level, for this statistic)
+    noise = None
+    if e.prior_shift_p is not None or e.prior_shift_alert_p is not None:
+        noise = prior_shift_noise(ref_calibrated, len(calibrated), e.noise_quantile, e.noise_draws, e.seed)
+    dof = max(1, len(classes) - 1)
+
+    def above(p: Optional[float]) -> bool:
+        return p is not None and noise is not None and shift.statistic > max(float(chi2.isf(p, dof)), noise)
+
+    tested = above(e.prior_shift_p)
     # part of the prediction signal (the label mix moved), valid while the texts and confidences look
     # like the reference's: it alerts only when no drift alert fired (the evidence no other signal has)
-    alarm = e.prior_shift_alert_p is not None and shift.p_value < e.prior_shift_alert_p and not prior_shift
+    alarm = above(e.prior_shift_alert_p) and not prior_shift
     alarm = alarm and settings.drift.alert_on_prediction_drift and not drift_fired
     if alarm:
         meaning = priors_meaning(classes, shift.priors, reference_priors)
@@ -205,18 +228,25 @@ def _estimate(
                 "drift",
                 "prior_shift",
                 f"label-prior shift: likelihood-ratio statistic {shift.statistic:.1f} on {len(classes) - 1} degrees of freedom, "
-                f"p = {shift.p_value:.1e} below {e.prior_shift_alert_p:.0e} (estimate.prior_shift_alert_p): {meaning}",
+                f"p = {shift.p_value:.1e} below {e.prior_shift_alert_p:.0e} (estimate.prior_shift_alert_p) and above the noise "
+                f"level {noise or 0.0:.1f} of unshifted resamples of the reference: {meaning}",
                 shift.p_value,
                 e.prior_shift_alert_p,
             )
         )
     adjusted = e.adjust_priors == "always" or (e.adjust_priors == "auto" and (prior_shift or tested))
-    priors = None
+    priors, recall_prior = None, None
     if adjusted:
         calibrated, priors = shift.adjusted, shift.priors
+        index = {c: i for i, c in enumerate(classes)}
+        known = reference.frame["target"][ref_ok].isin(index).to_numpy()
+        y_ref = np.array([index[t] for t in reference.frame["target"][ref_ok][known]], dtype=np.int64)
+        recall_prior = reference_recall(ref_probs[ref_ok][known], y_ref, len(classes))
 
     def run(rows: np.ndarray) -> Any:
-        return estimate(calibrated[rows], predicted[rows], classes, positive, interval=e.interval, draws=e.draws, seed=e.seed)
+        return estimate(
+            calibrated[rows], predicted[rows], classes, positive, interval=e.interval, draws=e.draws, seed=e.seed, recall_prior=recall_prior
+        )
 
     est = run(np.ones(len(calibrated), dtype=bool))
     out = est.to_dict()
@@ -224,10 +254,11 @@ def _estimate(
     out.update({"calibration_setting": e.calibration, "top_label": e.top_label, "calibration_cv_log_loss": calibrator.cv_log_loss, "alert_when": e.alert_when})
     out["prior_shift_test"] = {
         "statistic": shift.statistic, "p_value": shift.p_value, "limit": e.prior_shift_p, "alert_limit": e.prior_shift_alert_p,
-        "signal": prior_shift, "fired": bool(alarm),
+        "noise": noise, "signal": prior_shift, "fired": bool(alarm),
     }
     if priors is not None:
         out["estimated_priors"] = {c: float(v) for c, v in zip(classes, priors)}
+        out["prior_support"] = [c for c, kept in zip(classes, shift.support) if kept]
     out["reference"] = quality_metrics(reference.frame, classes, positive)["metrics"]
     thresholds, source = e.minimums(), "estimate.*_min (monitor settings)"
     if not thresholds:

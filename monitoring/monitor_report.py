@@ -144,7 +144,8 @@ def _estimate_html(e: dict[str, Any]) -> str:
     parts = [
         "<h2>Performance estimated without labels (CBPE)</h2>",
         f"<p>On {e['rows']} predictions: the model's probabilities calibrated on the reference ({esc(e['calibration'])} "
-        f"calibration{', then top-label' if e.get('top_label') else ''}), then the expected confusion matrix of the window. "
+        "calibration), then the expected confusion matrix of the window"
+        f"{', re-weighted to the estimated class priors of the window' if e.get('priors_adjusted') else ''}. "
         f"Intervals: {share}% (windows of this traffic: texts resampled, labels drawn from the calibrated probabilities)"
         f"{'; an alert needs the whole interval below the threshold' if e.get('alert_when') == 'interval' else ''}.</p>",
     ]

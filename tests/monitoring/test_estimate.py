@@ -15,7 +15,15 @@ import pytest
 from tests.monitoring.conftest import write_log
 from textops.errors import ExitCode
 from textops.monitoring.config import MonitorError, load_monitor_settings
-from textops.monitoring.estimate import Calibrator, Interval, estimate, falls_below, prior_shift_test
+from textops.monitoring.estimate import (
+    Calibrator,
+    Interval,
+    estimate,
+    falls_below,
+    prior_shift_noise,
+    prior_shift_test,
+    reference_recall,
+)
 from textops.monitoring.monitor import run_monitor
 from textops.monitoring.reference import Reference
 
@@ -113,6 +121,84 @@ def test_prior_shift_test_rejects_a_mild_label_shift_and_rarely_an_unshifted_win
     assert np.allclose(shifted.adjusted.sum(axis=1), 1.0)
 
 
+def test_top_label_calibration_shares_the_rest_in_the_model_s_own_proportions():
+    """No class the model gives a probability is set to zero (per-class isotonic steps do that),
+    so re-weighting to a window's priors can still move a confident error to its true class."""
+    rng = np.random.default_rng(4)
+    k = 5
+    y, ll = _task(rng, 1500, np.full(k, 1 / k), rng.normal(0, 1.2, size=(k, 5)))
+    p = _softmax(2.0 * ll)
+    q = Calibrator(_names(k), top_label=True).fit(p, [f"c{i}" for i in y]).transform(p)
+    rows, top = np.arange(len(p)), p.argmax(axis=1)
+    rest_q, rest_p = q.copy(), p.copy()
+    rest_q[rows, top] = rest_p[rows, top] = 0.0
+    unsure = q[rows, top] < 1.0  # (where the reference's decisions at that confidence were all right, no rest)
+    assert unsure.mean() > 0.5
+    share_q = rest_q[unsure] / rest_q[unsure].sum(axis=1, keepdims=True)
+    share_p = rest_p[unsure] / rest_p[unsure].sum(axis=1, keepdims=True)
+    assert np.allclose(share_q, share_p) and (q[unsure] > 0).all()
+    iso = Calibrator(_names(k), "isotonic").fit(p, [f"c{i}" for i in y]).transform(p)
+    assert (iso == 0).any()  # what the top-label step avoids
+
+
+def test_pruned_priors_and_pooled_recall_undo_em_s_credit_to_classes_that_stopped_arriving():
+    """Two of 12 classes arrive. EM's priors never reach zero: the absent classes keep ~14% of
+    them (their few confident errors), and those texts count as answered right. Dropping the
+    classes the likelihood does not need, and pooling each class's recall with the reference's,
+    brings the estimate back to the truth."""
+    plain_err, pooled_err = [], []
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        k = 12
+        means = rng.normal(0, 1.0, size=(k, 8))
+        y_ref, ll = _task(rng, 2000, np.full(k, 1 / k), means)
+        ref = _softmax(2.0 * ll)
+        cal = Calibrator(_names(k), top_label=True).fit(ref, [f"c{i}" for i in y_ref])
+        base = cal.transform(ref).mean(axis=0)
+        y, ll_w = _task(rng, 500, np.array([0.5, 0.5] + [0.0] * (k - 2)), means)
+        window = _softmax(2.0 * ll_w)
+        pred = window.argmax(axis=1)
+        truth = float((pred == y).mean())
+        q = cal.transform(window)
+        plain, pruned = prior_shift_test(q, base, None), prior_shift_test(q, base, 0.01)
+        assert plain.support.all() and not pruned.support.all() and pruned.support[:2].all()
+        assert pruned.priors[2:].sum() < plain.priors[2:].sum()
+        plain_err.append(plain.adjusted[np.arange(len(pred)), pred].mean() - truth)
+        pooled = estimate(pruned.adjusted, pred, _names(k), None, draws=20, recall_prior=reference_recall(ref, y_ref, k))
+        pooled_err.append(pooled.metrics["accuracy"].value - truth)
+    assert np.mean(plain_err) > 0.04  # the over-credit
+    assert np.mean(np.abs(pooled_err)) < 0.03 and np.mean(np.abs(pooled_err)) < np.mean(np.abs(plain_err))
+
+
+def test_the_noise_level_keeps_a_small_many_class_reference_from_rejecting_unshifted_windows():
+    """40 classes, 1,000 reference texts (25 each): the reference's own priors are ~20% off, so the
+    chi-squared level rejects unshifted windows often; the level of resampled reference pairs does
+    not, and a window of two classes is still far above it."""
+    from scipy.stats import chi2
+
+    rng = np.random.default_rng(5)
+    k = 40
+    means = rng.normal(0, 1.6, size=(k, 10))
+    flat = np.full(k, 1 / k)
+    y_ref, ll = _task(rng, 1000, flat, means)
+    cal = Calibrator(_names(k), top_label=True).fit(_softmax(ll), [f"c{i}" for i in y_ref])
+    q_ref = cal.transform(_softmax(ll))
+    base = q_ref.mean(axis=0)
+    noise = prior_shift_noise(q_ref, 500)
+    critical = chi2.isf(0.01, k - 1)
+    stats = [prior_shift_test(cal.transform(_softmax(_task(rng, 500, flat, means)[1])), base).statistic for _ in range(30)]
+    assert sum(s > critical for s in stats) >= 5
+    assert sum(s > max(critical, noise) for s in stats) <= 1
+    two = np.zeros(k)
+    two[:2] = 0.5
+    assert prior_shift_test(cal.transform(_softmax(_task(rng, 500, two, means)[1])), base).statistic > 2 * noise
+    # a window larger than NOISE_MAX_ROWS is judged as one of that size: the level scales with its rows
+    from textops.monitoring.estimate import NOISE_MAX_ROWS
+
+    at_cap = prior_shift_noise(q_ref, NOISE_MAX_ROWS, draws=10)
+    assert prior_shift_noise(q_ref, 4 * NOISE_MAX_ROWS, draws=10) == pytest.approx(4 * at_cap)
+
+
 # -- the alert rule -----------------------------------------------------------------------------------
 def test_windows_of_a_model_just_above_the_gate_alert_rarely_under_the_interval_rule():
     """The wisesight case: a model whose metric on the traffic sits just above the gate.
@@ -143,8 +229,8 @@ def test_windows_of_a_model_just_above_the_gate_alert_rarely_under_the_interval_
 
 
 @pytest.fixture(scope="module")
-def reference(reference_dir) -> Reference:
-    return Reference.load(reference_dir)
+def reference(estimate_reference_dir) -> Reference:
+    return Reference.load(estimate_reference_dir)
 
 
 def _run(reference, log: Path, out: Path, *overrides: str, feedback: Path | None = None):
@@ -198,12 +284,17 @@ def test_the_prior_shift_test_reweights_a_shifted_window_without_the_prediction_
 
 def test_in_distribution_window_is_not_reweighted_and_records_the_calibration(model_dir, reference, held_out, tmp_path):
     log = write_log(model_dir, held_out.text.tolist(), tmp_path / "log")
-    v = _run(reference, log, tmp_path / "o1", "estimate.calibration=auto", "estimate.top_label=true")
+    v = _run(reference, log, tmp_path / "o1", "estimate.calibration=auto", "estimate.top_label=false")
     e = v.estimate
     assert e["priors_adjusted"] is False and e["prior_shift_test"]["p_value"] >= 0.01
-    assert e["calibration_setting"] == "auto" and e["top_label"] is True
+    assert e["prior_shift_test"]["statistic"] < e["prior_shift_test"]["noise"]
+    assert e["calibration_setting"] == "auto" and e["top_label"] is False
     assert e["calibration"] == min(e["calibration_cv_log_loss"], key=e["calibration_cv_log_loss"].get)
     assert v.exit_code == ExitCode.OK, v.line()
+    # the default: top-label calibration, which leaves the per-class method unused
+    default = _run(reference, log, tmp_path / "o2").estimate
+    assert default["top_label"] is True and default["calibration"] == "top-label" and default["calibration_cv_log_loss"] == {}
+    assert default["priors_adjusted"] is False
 
 
 def test_new_estimate_settings_are_validated():
