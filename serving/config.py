@@ -250,13 +250,6 @@ class ServerConfig(_Strict):
     auth: Optional[Literal["on", "off"]] = None
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    # The model threads and the HTTP/gRPC event loop share Python's GIL. A model thread coming
-    # back from TensorFlow waits for the loop to hand the GIL over, up to this interval; Python's
-    # default (5 ms) is comparable to a whole model call, so under overload, when the loop is
-    # always busy refusing requests, every call paid several of them (goodput fell to ~0.5).
-    switch_interval_ms: float = Field(
-        1.0, gt=0.0, le=100.0, description="Python's thread switch interval (sys.setswitchinterval) in the server process"
-    )
 
     @model_validator(mode="after")
     def _check(self) -> "ServerConfig":

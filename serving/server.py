@@ -91,7 +91,6 @@ class ServingServer:
         self.grpc_port: Optional[int] = None
 
     async def start(self) -> None:
-        sys.setswitchinterval(self.config.switch_interval_ms / 1000.0)  # see ServerConfig.switch_interval_ms
         if self.prediction_log is not None:
             self.prediction_log.start()
         self.manager.start()  # loads in the background; /v2/health/ready says when it is done

@@ -279,7 +279,6 @@ def test_config_from_yaml_and_flags(tmp_path):
         ("model_repository: /m\nportt: 1\n", "portt"),
         ("model_repository: /m\nlimits: {max_instances: 1000}\nbatching: {max_queue: 10}\n", "must not exceed batching.max_queue"),
         ("[unclosed", "not valid YAML"),
-        ("model_repository: /m\nswitch_interval_ms: 0\n", "switch_interval_ms"),
     ],
 )
 def test_config_errors_say_what_is_wrong(tmp_path, yaml_text, fragment):
@@ -288,25 +287,3 @@ def test_config_errors_say_what_is_wrong(tmp_path, yaml_text, fragment):
     with pytest.raises(ConfigError, match=fragment.replace("[", r"\[").replace(".", r"\.")):
         load_config(path)
 
-
-def test_server_sets_the_thread_switch_interval(tmp_path):
-    """The model threads must not wait Python's default 5 ms for the GIL after each TF call."""
-    import sys
-
-    from textops.serving.server import ServingServer
-
-    assert ServerConfig(model_repository=tmp_path).switch_interval_ms == 1.0
-    before = sys.getswitchinterval()
-
-    async def started_interval() -> float:
-        server = ServingServer(ServerConfig(model_repository=tmp_path, port=0, grpc_port=0, switch_interval_ms=2.5))
-        await server.start()
-        try:
-            return sys.getswitchinterval()
-        finally:
-            await server.stop()
-
-    try:
-        assert asyncio.run(started_interval()) == pytest.approx(0.0025)
-    finally:
-        sys.setswitchinterval(before)
