@@ -60,7 +60,10 @@ async def run_load(
     version_of: Optional[Callable[[aiohttp.ClientResponse, bytes], str]] = None,
     headers: Optional[dict] = None,
     timeout_s: float = 30.0,
+    session: Optional[aiohttp.ClientSession] = None,
 ) -> LoadResult:
+    """``session``: reuse its (already open) connections; by default a new session of
+    ``concurrency`` connections is opened and closed."""
     if requests is None and duration_s is None:
         raise ValueError("give requests, duration_s or both")
     statuses: collections.Counter = collections.Counter()
@@ -117,13 +120,19 @@ async def run_load(
                     errors.append(f"{type(exc).__name__}: {exc}")
             statuses[status] += 1
 
-    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
-    timeout = aiohttp.ClientTimeout(total=timeout_s)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    if session is not None:
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+    else:
+        async with _session(concurrency, timeout_s) as own:
+            await asyncio.gather(*(worker(own) for _ in range(concurrency)))
     return LoadResult(
         sent, statuses, latencies, versions, errors, time.perf_counter() - start, rejected, missing_retry_after
     )
+
+
+def _session(concurrency: int, timeout_s: float = 30.0) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout_s))
 
 
 @dataclasses.dataclass
@@ -156,19 +165,25 @@ async def measure_goodput(
     a machine whose speed drifts (other processes, CPU frequency) moves both alike, where one
     capacity run followed by one overload run measures the drift as much as the server.
     """
-    await run_load(url, bodies, concurrency=capacity_concurrency, requests=100)  # warm up
     cap_ok = cap_s = over_ok = over_s = sent = 0.0
     statuses: collections.Counter = collections.Counter()
     per_round = []
-    for _ in range(rounds):
-        cap = await run_load(url, bodies, concurrency=capacity_concurrency, duration_s=window_s)
-        if cap.failed:
-            raise RuntimeError(f"the capacity window failed requests: {dict(cap.statuses)} {cap.errors[:3]}")
-        over = await run_load(url, bodies, concurrency=overload_concurrency, duration_s=window_s, rate=factor * cap.throughput)
-        cap_ok, cap_s = cap_ok + cap.ok, cap_s + cap.elapsed_s
-        over_ok, over_s, sent = over_ok + over.ok, over_s + over.elapsed_s, sent + over.sent
-        statuses.update(over.statuses)
-        per_round.append((cap.throughput, over.throughput))
+    # one set of connections per side, opened (and the model warmed) before anything is counted:
+    # a window that opened 64 connections first would count their setup against the server
+    async with _session(capacity_concurrency) as closed_loop, _session(overload_concurrency) as paced:
+        warm = await run_load(url, bodies, concurrency=capacity_concurrency, requests=100, session=closed_loop)
+        await run_load(url, bodies, concurrency=overload_concurrency, duration_s=0.3, rate=factor * warm.throughput, session=paced)
+        for _ in range(rounds):
+            cap = await run_load(url, bodies, concurrency=capacity_concurrency, duration_s=window_s, session=closed_loop)
+            if cap.failed:
+                raise RuntimeError(f"the capacity window failed requests: {dict(cap.statuses)} {cap.errors[:3]}")
+            over = await run_load(
+                url, bodies, concurrency=overload_concurrency, duration_s=window_s, rate=factor * cap.throughput, session=paced
+            )
+            cap_ok, cap_s = cap_ok + cap.ok, cap_s + cap.elapsed_s
+            over_ok, over_s, sent = over_ok + over.ok, over_s + over.elapsed_s, sent + over.sent
+            statuses.update(over.statuses)
+            per_round.append((cap.throughput, over.throughput))
     return GoodputResult(cap_ok / cap_s, over_ok / over_s, sent / over_s, statuses, per_round)
 
 
