@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -87,7 +88,7 @@ def run_model(name: str, data: Path, pretrain_epochs: int, strategy_name: str, o
     test_texts, test_labels = read(data / "test.csv")
     train_config = config.train_config(len(texts))
     timer = EpochTimer()
-    started = time.perf_counter()
+    started, cpu_started, load = time.perf_counter(), time.process_time(), os.getloadavg()[0]
     if kind == "bow":
         model, _ = train_default_bow(texts, labels, settings, strategy_name)
     else:
@@ -105,10 +106,12 @@ def run_model(name: str, data: Path, pretrain_epochs: int, strategy_name: str, o
             strategy=make_strategy(strategy_name),
             callbacks=[timer],
         )
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     predicted = [model.classes[i] for i in model.predict(test_texts).argmax(1)]
     result = {
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,  # the process's CPU time, every thread: under load, wall time inflates, this less
+        "load_avg": [load, os.getloadavg()[0]],  # 1-minute load average at the start and the end
         "accuracy": sum(p == y for p, y in zip(predicted, test_labels)) / len(test_labels),
         "macro_f1": macro_f1(test_labels, predicted),
         "train_examples": len(texts),
@@ -155,13 +158,15 @@ def fmt(v, digits=3):
 
 
 def print_tables(results: dict) -> None:
-    print("\n| dataset | model | accuracy | macro-F1 | train s |")
-    print("|---|---|---:|---:|---:|")
+    print("\n| dataset | model | accuracy | macro-F1 | train s | process CPU s | load avg (start, end) |")
+    print("|---|---|---:|---:|---:|---:|---|")
     for ds, r in results.items():
         for name in MODELS:
             m = r.get(name)
             if m:
-                print(f"| {ds} | {name} | {fmt(m.get('accuracy'))} | {fmt(m.get('macro_f1'))} | {fmt(m.get('seconds'), 1)} |")
+                load = ", ".join(f"{v:.1f}" for v in m.get("load_avg", [])) or "-"
+                print(f"| {ds} | {name} | {fmt(m.get('accuracy'))} | {fmt(m.get('macro_f1'))} | {fmt(m.get('seconds'), 1)} "
+                      f"| {fmt(m.get('cpu_seconds'), 1)} | {load} |")
     print("\n| dataset | input pipeline ex/s | training epochs ex/s | fed steps ex/s | in-memory steps ex/s | fed ÷ in-memory |")
     print("|---|---:|---:|---:|---:|---:|")
     for ds, r in results.items():

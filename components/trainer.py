@@ -76,8 +76,9 @@ class TrainerConfig:
     char_vocab_size: int = 1_000
     pretrained_encoder: Optional[str] = None
     pretrain_epochs: int = 0
-    pretrain_learning_rate: float = 1e-3
+    pretrain_learning_rate: Optional[float] = None  # None: 1e-3 at batch 32, scaled to pretrain_batch_size
     mask_rate: float = 0.15
+    pretrain_batch_size: int = 128
 
     def __post_init__(self) -> None:
         if self.model_kind not in DEFAULT_LEARNING_RATE:
@@ -131,7 +132,8 @@ class TrainerConfig:
         if self.model_kind != "transformer" or not self.pretrain_epochs:
             return None
         return transformer_lib.PretrainConfig(
-            epochs=self.pretrain_epochs, learning_rate=self.pretrain_learning_rate, mask_rate=self.mask_rate
+            epochs=self.pretrain_epochs, learning_rate=self.pretrain_learning_rate, mask_rate=self.mask_rate,
+            batch_size=self.pretrain_batch_size,
         )
 
     def train_config(self, train_examples: Optional[int] = None) -> training.TrainConfig:
@@ -190,6 +192,7 @@ class TrainerConfig:
             pretrain_epochs=m.pretraining.epochs,
             pretrain_learning_rate=m.pretraining.learning_rate,
             mask_rate=m.pretraining.mask_rate,
+            pretrain_batch_size=m.pretraining.batch_size,
         )
 
     @classmethod

@@ -285,46 +285,151 @@ class MaskedLMHead(keras.layers.Layer):
         return tf.cast(logits + tf.cast(self.output_bias, logits.dtype), tf.float32)
 
 
-def build_mlm_model(encoder: Encoder, learning_rate: float, warmup_steps: int, total_steps: int, weight_decay: float = 0.01) -> keras.Model:
-    c = encoder.config
-    ids = keras.Input(shape=(c.sequence_length,), dtype=tf.int64, name=features.PIECES_KEY)
-    positions = keras.Input(shape=(None,), dtype=tf.int32, name=MLM_POSITIONS)
-    sequence, _ = encoder(ids)
-    gathered = tf.gather(sequence, positions, batch_dims=1)
-    logits = MaskedLMHead(encoder.token_embedding, c.hidden_size, name="mlm_head")(gathered)
-    model = keras.Model(inputs={features.PIECES_KEY: ids, MLM_POSITIONS: positions}, outputs=logits, name="mlm")
-    model.compile(
-        optimizer=_optimizer(learning_rate, warmup_steps, total_steps, weight_decay),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
-    return model
+class MaskedLM(keras.Model):
+    """The encoder with the masked-LM head, trained on ``mlm_dataset``'s batches.
 
-
-def mlm_dataset(
-    dataset: tf.data.Dataset, vocab_size: int, mask_rate: float = 0.15, max_predictions: int = 20, seed: int = 42
-) -> tf.data.Dataset:
-    """(features, label) batches -> ((pieces, positions), targets, weights); labels are dropped.
-
-    Masking runs in the input pipeline, a fresh draw every epoch (dynamic masking, as RoBERTa).
+    The head's output projection (hidden x vocabulary, the largest matrix product of a step) is
+    applied only to the pieces actually masked (``masked_only``: gathered by their weights before
+    the projection) instead of to every one of the ``max_predictions`` slots of every text, most
+    of which are padding for short texts. The loss is the mean cross-entropy over the masked
+    pieces (BERT's); ``masked_only=False`` computes every slot and weights the padding slots 0,
+    the same loss at the cost of the padding slots' logits (kept for XLA, which needs static shapes).
     """
 
-    def corrupt(inputs, _label):
-        corrupted, positions, targets, weights = mask_pieces(
-            inputs[features.PIECES_KEY], vocab_size, mask_rate, max_predictions, seed=seed
-        )
-        return {features.PIECES_KEY: corrupted, MLM_POSITIONS: positions}, targets, weights
+    def __init__(self, encoder: Encoder, masked_only: bool = True, **kwargs):
+        super().__init__(name="mlm", **kwargs)
+        self.encoder = encoder
+        self.head = MaskedLMHead(encoder.token_embedding, encoder.config.hidden_size, name="mlm_head")
+        self.head(tf.zeros([1, encoder.config.hidden_size]))  # its variables now, not inside the first traced step
+        self.masked_only = masked_only
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
 
-    return dataset.map(corrupt, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.accuracy_tracker]
+
+    def call(self, inputs, training=None):
+        """Logits ``[batch, max_predictions, vocab]`` of every slot (inference, tests)."""
+        sequence, _ = self.encoder(inputs[features.PIECES_KEY], training=training)
+        gathered = tf.gather(sequence, inputs[MLM_POSITIONS], batch_dims=1)
+        logits = self.head(tf.reshape(gathered, [-1, self.encoder.config.hidden_size]))  # the head works on [n, hidden]
+        return tf.reshape(logits, [tf.shape(gathered)[0], tf.shape(gathered)[1], -1])
+
+    def _targets_and_logits(self, inputs, targets, weights, training: bool):
+        sequence, _ = self.encoder(inputs[features.PIECES_KEY], training=training)
+        positions = tf.cast(inputs[MLM_POSITIONS], tf.int64)
+        if self.masked_only:
+            slots = tf.where(weights > 0)  # [n, 2]: (text, slot) of each masked piece
+            at = tf.stack([slots[:, 0], tf.gather_nd(positions, slots)], axis=1)
+            return tf.gather_nd(targets, slots), self.head(tf.gather_nd(sequence, at)), tf.gather_nd(weights, slots)
+        gathered = tf.reshape(tf.gather(sequence, positions, batch_dims=1), [-1, self.encoder.config.hidden_size])
+        return tf.reshape(targets, [-1]), self.head(gathered), tf.reshape(weights, [-1])
+
+    def _loss(self, targets, logits, weights):
+        per_piece = keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)
+        mean = tf.reduce_sum(per_piece * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+        self.loss_tracker.update_state(mean)
+        self.accuracy_tracker.update_state(targets, logits, sample_weight=weights)
+        # Gradients are summed over replicas: each contributes its share of the mean.
+        return mean / tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, mean.dtype)
+
+    def train_step(self, data):
+        inputs, targets, weights = data
+        with tf.GradientTape() as tape:
+            loss = self._loss(*self._targets_and_logits(inputs, targets, weights, training=True))
+        self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
+        return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, data):
+        inputs, targets, weights = data
+        self._loss(*self._targets_and_logits(inputs, targets, weights, training=False))
+        return {m.name: m.result() for m in self.metrics}
 
 
 @dataclasses.dataclass(frozen=True)
 class PretrainConfig:
     epochs: int = 0  # 0: no pre-training
-    learning_rate: float = 1e-3
+    learning_rate: Optional[float] = None  # None: 1e-3 at batch 32, x sqrt(batch_size / 32)
     mask_rate: float = 0.15
     max_predictions: Optional[int] = None  # per text; None: mask_rate x sequence_length, rounded up
     warmup_fraction: float = 0.1
+    # Examples per pre-training step; None: the fine-tuning batches as they come.
+    batch_size: Optional[int] = None
+    masked_only: bool = True  # the head's logits only for the masked pieces (MaskedLM)
+    length_buckets: bool = True  # batches of texts of similar length (length_buckets)
+
+    def learning_rate_for(self, batch_size: int) -> float:
+        return self.learning_rate or 1e-3 * math.sqrt(batch_size / 32)
+
+
+def build_mlm_model(
+    encoder: Encoder,
+    config: PretrainConfig,
+    warmup_steps: int,
+    total_steps: int,
+    batch_size: int = 32,
+    weight_decay: float = 0.01,
+    jit_compile: bool = False,
+) -> MaskedLM:
+    """``jit_compile``: XLA, static shapes only (``masked_only`` and ``length_buckets`` off); on
+    this CPU it was several times slower (``bench/transformer_cost_bench.py``), so nothing sets it."""
+    model = MaskedLM(encoder, masked_only=config.masked_only)
+    model.compile(
+        optimizer=_optimizer(config.learning_rate_for(batch_size), warmup_steps, total_steps, weight_decay),
+        jit_compile=jit_compile,
+    )
+    # The optimizer's slots now rather than inside the first traced step (which would retrace).
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+LENGTH_BOUNDARIES = (8, 16, 24, 32, 40, 48, 56)  # pieces; a batch holds texts of one band
+
+
+def length_buckets(pieces: tf.data.Dataset, batch_size: int, boundaries: Sequence[int] = LENGTH_BOUNDARIES) -> tf.data.Dataset:
+    """Piece-id rows ``[length]`` -> batches ``[batch, length]`` of texts of similar length.
+
+    The encoder drops the padding columns no text of a batch reaches, so a batch costs what its
+    longest text needs: grouping texts by length (``tf.data``'s ``bucket_by_sequence_length``, in
+    the order they come, so a shuffled input stays shuffled) removes most of the padding a random
+    batch carries. A band's last partial batch is kept.
+    """
+
+    def real_length(ids):
+        return tf.reduce_sum(tf.cast(tf.not_equal(ids, text_ops.PAD_ID), tf.int32))
+
+    return pieces.bucket_by_sequence_length(
+        real_length, list(boundaries), [batch_size] * (len(boundaries) + 1), pad_to_bucket_boundary=False
+    )
+
+
+def mlm_dataset(
+    dataset: tf.data.Dataset, vocab_size: int, config: PretrainConfig, sequence_length: int, seed: int = 42
+) -> tf.data.Dataset:
+    """Batches of piece ids ``[batch, length]`` -> ((pieces, positions), targets, weights).
+
+    Masking runs in the input pipeline, a fresh draw every epoch (dynamic masking, as RoBERTa).
+    """
+    # Slots per text: without masked_only every slot gets logits, so size them to the rate.
+    max_predictions = config.max_predictions or max(1, math.ceil(config.mask_rate * sequence_length))
+
+    def corrupt(ids):
+        corrupted, positions, targets, weights = mask_pieces(ids, vocab_size, config.mask_rate, max_predictions, seed=seed)
+        return {features.PIECES_KEY: corrupted, MLM_POSITIONS: positions}, targets, weights
+
+    return dataset.map(corrupt, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def pretraining_batches(train_dataset: tf.data.Dataset, config: PretrainConfig) -> tf.data.Dataset:
+    """The training split's (features, label) batches -> piece-id batches for pre-training:
+    labels dropped, re-batched to ``config.batch_size`` and grouped by length as configured."""
+    pieces = train_dataset.map(lambda inputs, _label: inputs[features.PIECES_KEY])
+    if not config.batch_size and not config.length_buckets:
+        return pieces
+    batch_size = config.batch_size or int(tf.shape(next(iter(pieces)))[0])
+    rows = pieces.unbatch()
+    return length_buckets(rows, batch_size) if config.length_buckets else rows.batch(batch_size)
 
 
 def pretrain_mlm(
@@ -337,16 +442,23 @@ def pretrain_mlm(
     seed: int = 42,
     callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> dict[str, list[float]]:
-    """Masked-LM training of ``encoder`` in place (call under the training strategy's scope)."""
-    total = max(1, steps_per_epoch * config.epochs)
-    # Logits are computed for every prediction slot, filled or not: size the slots to the rate.
-    max_predictions = config.max_predictions or max(1, math.ceil(config.mask_rate * encoder.config.sequence_length))
-    model = build_mlm_model(encoder, config.learning_rate, int(total * config.warmup_fraction), total)
+    """Masked-LM training of ``encoder`` in place (call under the training strategy's scope).
+
+    ``steps_per_epoch``: of ``train_dataset`` as given; the pre-training batches are counted here."""
+    batches = pretraining_batches(train_dataset, config)
+    steps, examples = batches.reduce(
+        (tf.constant(0, tf.int64), tf.constant(0, tf.int64)),
+        lambda acc, ids: (acc[0] + 1, acc[1] + tf.cast(tf.shape(ids)[0], tf.int64)),
+    )
+    steps, examples = int(steps), int(examples)
+    batch_size = max(1, round(examples / max(steps, 1))) if config.batch_size is None else config.batch_size
+    total = max(1, (steps or steps_per_epoch) * config.epochs)
+    model = build_mlm_model(encoder, config, int(total * config.warmup_fraction), total, batch_size)
     callbacks = list(callbacks)
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
     history = model.fit(
-        mlm_dataset(train_dataset, encoder.config.vocab_size, config.mask_rate, max_predictions, seed),
+        mlm_dataset(batches, encoder.config.vocab_size, config, encoder.config.sequence_length, seed),
         epochs=config.epochs,
         callbacks=callbacks,
         verbose=verbose,
