@@ -78,7 +78,7 @@ class TrainerConfig:
     pretrain_epochs: int = 0
     pretrain_learning_rate: Optional[float] = None  # None: 1e-3 at batch 32, scaled to pretrain_batch_size
     mask_rate: float = 0.15
-    pretrain_batch_size: int = 128
+    pretrain_batch_size: int = 32
 
     def __post_init__(self) -> None:
         if self.model_kind not in DEFAULT_LEARNING_RATE:

@@ -124,7 +124,7 @@ class PretrainingSettings(_Section):
     epochs: int = Field(0, ge=0, description="0: no pre-training")
     learning_rate: Optional[float] = Field(None, gt=0.0, description="null: 0.001 at batch 32, x sqrt(batch_size / 32)")
     mask_rate: float = Field(0.15, gt=0.0, lt=1.0)
-    batch_size: int = Field(128, ge=1, description="texts per pre-training step, in batches of similar length")
+    batch_size: int = Field(32, ge=1, description="texts per pre-training step, in batches of similar length")
 
 
 class ModelSettings(_Section):

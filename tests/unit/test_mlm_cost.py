@@ -111,6 +111,6 @@ def test_the_pretraining_settings_reach_the_trainer():
     pretrain = TrainerConfig.from_settings(settings).pretrain_config()
     assert pretrain.batch_size == 64 and pretrain.learning_rate is None and pretrain.masked_only
     assert TrainerConfig.from_settings(load_settings(None, ["model.kind=transformer", "model.pretraining.epochs=2"])
-                                       ).pretrain_config().batch_size == 128
+                                       ).pretrain_config().batch_size == 32
     with pytest.raises(Exception, match="batch_size"):
         load_settings(None, ["model.pretraining.batch_size=0"])
