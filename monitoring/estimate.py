@@ -197,6 +197,13 @@ def cross_validated_log_loss(
     return out
 
 
+def class_indices(targets: Sequence[str], classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(a mask of the ``targets`` that are one of ``classes``, those targets' class indices)."""
+    index = {c: i for i, c in enumerate(classes)}
+    known = np.array([t in index for t in targets], dtype=bool)
+    return known, np.array([index[t] for t, k in zip(targets, known) if k], dtype=np.int64)
+
+
 class Calibrator:
     """Calibration of the model's probabilities, fitted on the reference.
 
@@ -221,11 +228,9 @@ class Calibrator:
         self._calibrated: Any = None
 
     def fit(self, probabilities: np.ndarray, targets: Sequence[str]) -> "Calibrator":
-        index = {c: i for i, c in enumerate(self.classes)}
-        known = np.array([t in index for t in targets])
+        known, y = class_indices(targets, self.classes)
         if known.sum() < 2:
             raise ValueError("the reference has fewer than two labelled rows with a class the model knows")
-        y = np.array([index[t] for t, k in zip(targets, known) if k])
         probabilities = probabilities[known]
         self.chosen = "top-label" if self.top_label else self.method
         if self.method == "auto" and not self.top_label:
@@ -277,19 +282,23 @@ def _log_likelihood(calibrated: np.ndarray, priors: np.ndarray, base: np.ndarray
     return np.log(np.clip((calibrated * (priors / base)).sum(axis=1), 1e-300, None))
 
 
-def prune_support(calibrated: np.ndarray, reference_priors: np.ndarray, level: float, rounds: int = 3) -> np.ndarray:
+def prune_support(
+    calibrated: np.ndarray, reference_priors: np.ndarray, level: float, rounds: int = 3, priors: Optional[np.ndarray] = None
+) -> np.ndarray:
     """The classes the window is evidenced to contain: EM's maximum-likelihood priors never reach
     zero, so every class that stopped arriving keeps the share its few confident errors give it
     (twenty_newsgroups two-class windows: 4-15% of the priors on the 18 absent classes, whose
     texts then count as answered right). A class is dropped when setting its prior to zero (the
     others scaled up) lowers twice the log-likelihood by less than ``level`` (a chi-squared
-    quantile on one degree of freedom); EM is then run again on the classes kept."""
+    quantile on one degree of freedom); EM is then run again on the classes kept. ``priors``: EM's
+    priors on every class, where the caller has them already."""
     base = np.clip(np.asarray(reference_priors, dtype=np.float64), 1e-12, None)
     support = np.ones(len(base), dtype=bool)
-    _, priors = adjust_to_priors(calibrated, base, support=support)
+    if priors is None:
+        _, priors = adjust_to_priors(calibrated, base, support=support)
     for _ in range(rounds):
-        full = _log_likelihood(calibrated, priors, base)
         ratio = (calibrated * (priors / base)).sum(axis=1)
+        full = np.log(np.clip(ratio, 1e-300, None))
         kept = support.copy()
         for j in np.flatnonzero(support):
             without = (ratio - calibrated[:, j] * priors[j] / base[j]) / max(1.0 - priors[j], 1e-12)
@@ -328,8 +337,9 @@ def priors_meaning(classes: Sequence[str], window: np.ndarray, reference: np.nda
     return "the texts arriving are estimated to be " + ", ".join(shown) + more
 
 
-def _statistic(calibrated: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    adjusted, priors = adjust_to_priors(calibrated, base)
+def _statistic(calibrated: np.ndarray, base: np.ndarray, tol: float = 1e-7) -> tuple[np.ndarray, np.ndarray, float]:
+    """EM's adjusted probabilities and priors, and the likelihood-ratio statistic against ``base``."""
+    adjusted, priors = adjust_to_priors(calibrated, base, tol=tol)
     return adjusted, priors, max(0.0, float(2.0 * _log_likelihood(calibrated, priors, base).sum()))
 
 
@@ -341,7 +351,7 @@ def prior_shift_test(calibrated: np.ndarray, reference_priors: np.ndarray, suppo
     adjusted, priors, statistic = _statistic(calibrated, base)
     support = np.ones(len(base), dtype=bool)
     if support_p is not None and len(base) > 2:
-        support = prune_support(calibrated, base, float(chi2.isf(support_p, 1)))
+        support = prune_support(calibrated, base, float(chi2.isf(support_p, 1)), priors=priors)
         if not support.all():
             adjusted, priors = adjust_to_priors(calibrated, base, support=support)
     return PriorShift(adjusted, priors, statistic, float(chi2.sf(statistic, max(1, len(base) - 1))), support)
@@ -369,8 +379,7 @@ def prior_shift_noise(
     for _ in range(draws):
         base = np.clip(reference_calibrated[rng.integers(0, n_ref, size=n_ref)].mean(axis=0), 1e-12, None)
         window = reference_calibrated[rng.integers(0, n_ref, size=rows)]
-        _, priors = adjust_to_priors(window, base, tol=tol)
-        stats.append(max(0.0, float(2.0 * _log_likelihood(window, priors, base).sum())))
+        stats.append(_statistic(window, base, tol)[2])
     return float(np.quantile(stats, quantile)) * max(1.0, size / rows)
 
 

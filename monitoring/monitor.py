@@ -177,6 +177,7 @@ def _estimate(
     from textops.monitoring.estimate import (
         ESTIMATED_METRICS,
         Calibrator,
+        class_indices,
         estimate,
         falls_below,
         prior_shift_noise,
@@ -238,9 +239,7 @@ def _estimate(
     priors, recall_prior = None, None
     if adjusted:
         calibrated, priors = shift.adjusted, shift.priors
-        index = {c: i for i, c in enumerate(classes)}
-        known = reference.frame["target"][ref_ok].isin(index).to_numpy()
-        y_ref = np.array([index[t] for t in reference.frame["target"][ref_ok][known]], dtype=np.int64)
+        known, y_ref = class_indices(reference.frame["target"][ref_ok].tolist(), classes)
         recall_prior = reference_recall(ref_probs[ref_ok][known], y_ref, len(classes))
 
     def run(rows: np.ndarray) -> Any:
