@@ -317,14 +317,14 @@ class MaskedLM(keras.Model):
         return tf.reshape(logits, [tf.shape(gathered)[0], tf.shape(gathered)[1], -1])
 
     def _targets_and_logits(self, inputs, targets, weights, training: bool):
+        if not self.masked_only:
+            logits = self(inputs, training=training)
+            return tf.reshape(targets, [-1]), tf.reshape(logits, [-1, tf.shape(logits)[-1]]), tf.reshape(weights, [-1])
         sequence, _ = self.encoder(inputs[features.PIECES_KEY], training=training)
         positions = tf.cast(inputs[MLM_POSITIONS], tf.int64)
-        if self.masked_only:
-            slots = tf.where(weights > 0)  # [n, 2]: (text, slot) of each masked piece
-            at = tf.stack([slots[:, 0], tf.gather_nd(positions, slots)], axis=1)
-            return tf.gather_nd(targets, slots), self.head(tf.gather_nd(sequence, at)), tf.gather_nd(weights, slots)
-        gathered = tf.reshape(tf.gather(sequence, positions, batch_dims=1), [-1, self.encoder.config.hidden_size])
-        return tf.reshape(targets, [-1]), self.head(gathered), tf.reshape(weights, [-1])
+        slots = tf.where(weights > 0)  # [n, 2]: (text, slot) of each masked piece
+        at = tf.stack([slots[:, 0], tf.gather_nd(positions, slots)], axis=1)
+        return tf.gather_nd(targets, slots), self.head(tf.gather_nd(sequence, at)), tf.gather_nd(weights, slots)
 
     def _loss(self, targets, logits, weights):
         per_piece = keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)
