@@ -79,6 +79,7 @@ class TrainerConfig:
     pretrain_learning_rate: Optional[float] = None  # None: 1e-3 at batch 32, scaled to pretrain_batch_size
     mask_rate: float = 0.15
     pretrain_batch_size: int = 32
+    pretrain_head_pieces: Optional[int] = 4096  # None: one softmax over every piece (transformer.MaskedLMHead)
 
     def __post_init__(self) -> None:
         if self.model_kind not in DEFAULT_LEARNING_RATE:
@@ -133,7 +134,7 @@ class TrainerConfig:
             return None
         return transformer_lib.PretrainConfig(
             epochs=self.pretrain_epochs, learning_rate=self.pretrain_learning_rate, mask_rate=self.mask_rate,
-            batch_size=self.pretrain_batch_size,
+            batch_size=self.pretrain_batch_size, head_pieces=self.pretrain_head_pieces,
         )
 
     def train_config(self, train_examples: Optional[int] = None) -> training.TrainConfig:
@@ -193,6 +194,7 @@ class TrainerConfig:
             pretrain_learning_rate=m.pretraining.learning_rate,
             mask_rate=m.pretraining.mask_rate,
             pretrain_batch_size=m.pretraining.batch_size,
+            pretrain_head_pieces=m.pretraining.head_pieces,
         )
 
     @classmethod

@@ -20,6 +20,7 @@ from textops import features
 from textops.components import model as model_lib
 from textops.components import transformer as transformer_lib
 from textops.components import text as text_ops
+from textops.components.model import use_graph_train_function  # noqa: F401 - part of this module's API
 
 log = logging.getLogger(__name__)
 
@@ -279,23 +280,6 @@ class BestEpoch(keras.callbacks.Callback):
             log.info("kept the weights of epoch %d (lowest %s %.4f)", self.best_epoch + 1, self.monitor, self.best)
 
 
-def use_graph_train_function(model: keras.Model) -> None:
-    """Keras' own train step, traced without AutoGraph.
-
-    ``fit`` wraps its step in a ``tf.function`` with AutoGraph on, which converts the Python
-    source of every Keras layer, loss, metric and optimizer method it reaches, once per process:
-    measured here, that conversion was most of the first epoch (2.7 s to the first batch without
-    it, 20-57 s with it, on a shared 2-core machine). The bow model has no data-dependent Python
-    control flow, so plain tracing builds the same graph. Single-step executions only.
-    """
-    model.make_train_function()
-    if getattr(model, "_steps_per_execution", None) is not None and int(model._steps_per_execution.numpy()) != 1:
-        return  # the multi-step loop is written as a Python ``for`` over a tensor: it needs AutoGraph
-    function = model.train_function
-    if hasattr(function, "python_function"):
-        model.train_function = tf.function(function.python_function, reduce_retracing=True, autograph=False)
-
-
 def _backup(strategy: tf.distribute.Strategy, backup_dir: Optional[str]) -> list[keras.callbacks.Callback]:
     if not backup_dir:
         return []
@@ -405,8 +389,7 @@ def train(
                     *document_frequency(train_dataset, model_config.vocab_size)
                 )
     bow = isinstance(model_config, model_lib.BowConfig)
-    if bow:
-        use_graph_train_function(model)
+    use_graph_train_function(model)
     if eval_dataset is not None:  # first: the callbacks after it see the val_ metrics
         callbacks = [EpochMetrics(eval_dataset, model_config.num_classes, autograph=not bow), *callbacks]
         if config.early_stopping_patience:  # right after the metrics it reads; restores before the others end

@@ -28,6 +28,7 @@ import math
 import os
 from typing import Any, Mapping, Optional, Sequence
 
+import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
@@ -265,85 +266,187 @@ def mask_pieces(
 
 @keras.utils.register_keras_serializable(package="textops")
 class MaskedLMHead(keras.layers.Layer):
-    """Transform -> LayerNorm -> logits over the pieces, the output matrix tied to the token embedding."""
+    """Transform -> LayerNorm -> a softmax over the pieces whose output matrix is the token embedding.
 
-    def __init__(self, embedding: keras.layers.Embedding, hidden_size: int, **kwargs):
+    ``piece_ids``: the pieces the first softmax predicts directly; every other piece is one more
+    class of it ("the rest") and then a second softmax over those pieces, computed only for the
+    masked pieces that are among them (an adaptive softmax, Grave et al., "Efficient softmax
+    approximation for GPUs", 2017, with one tail cluster). ``p(piece) = p_head(piece)`` or
+    ``p_head(rest) * p_tail(piece)``: a distribution over the whole vocabulary and its exact
+    likelihood, at the cost of the frequent pieces for most masked pieces (the rare pieces are
+    few of them). None: one softmax over every piece.
+    """
+
+    def __init__(self, embedding: keras.layers.Embedding, hidden_size: int, piece_ids=None, **kwargs):
         super().__init__(**kwargs)
         self.embedding = embedding
         self.transform = keras.layers.Dense(hidden_size, activation="gelu", kernel_initializer=_init(), name="transform")
         self.norm = keras.layers.LayerNormalization(epsilon=1e-12, name="norm")
+        self.head_ids = self.tail_ids = None
+        if piece_ids is not None:
+            vocab = embedding.input_dim
+            head = np.unique(np.asarray(piece_ids, np.int64))
+            if head.size and not (text_ops.NUM_SPECIAL <= head[0] and head[-1] < vocab):
+                raise ValueError(f"head pieces must be ids in [{text_ops.NUM_SPECIAL}, {vocab}), got {head[0]}..{head[-1]}")
+            rest = np.ones(vocab, bool)
+            rest[head] = False
+            rest[: text_ops.NUM_SPECIAL] = False  # never a target
+            tail = np.flatnonzero(rest)
+            if head.size and tail.size:
+                cluster = np.full(vocab, head.size, np.int64)  # piece id -> head class ("the rest": head.size)
+                cluster[head] = np.arange(head.size)
+                within = np.zeros(vocab, np.int64)  # piece id -> its class in the tail softmax
+                within[tail] = np.arange(tail.size)
+                self.head_ids, self.tail_ids = tf.constant(head), tf.constant(tail)
+                self.cluster, self.within_tail = tf.constant(cluster), tf.constant(within)
+
+    @property
+    def head_classes(self) -> int:
+        return self.embedding.input_dim if self.head_ids is None else int(self.head_ids.shape[0]) + 1
 
     def build(self, input_shape):
         self.output_bias = self.add_weight(
-            name="output_bias", shape=(self.embedding.input_dim,), initializer="zeros", trainable=True
+            name="output_bias", shape=(self.head_classes,), initializer="zeros", trainable=True
         )
+        if self.head_ids is not None:
+            self.rest = self.add_weight(
+                name="rest", shape=(1, self.embedding.output_dim), initializer=_init(), trainable=True
+            )
+            self.tail_bias = self.add_weight(
+                name="tail_bias", shape=(int(self.tail_ids.shape[0]),), initializer="zeros", trainable=True
+            )
         super().build(input_shape)
 
+    def _logits(self, hidden, outputs, bias):
+        logits = tf.matmul(hidden, tf.cast(outputs, hidden.dtype), transpose_b=True)
+        return tf.cast(logits + tf.cast(bias, logits.dtype), tf.float32)
+
+    def _head_logits(self, hidden):
+        if self.head_ids is None:
+            return self._logits(hidden, self.embedding.embeddings, self.output_bias)
+        outputs = tf.concat([tf.gather(self.embedding.embeddings, self.head_ids), tf.cast(self.rest, self.embedding.embeddings.dtype)], 0)
+        return self._logits(hidden, outputs, self.output_bias)
+
+    def _tail_logits(self, hidden):
+        return self._logits(hidden, tf.gather(self.embedding.embeddings, self.tail_ids), self.tail_bias)
+
     def call(self, gathered):
+        """Log-probabilities of every piece ``[n, vocab]`` (inference, tests; training uses ``nll``)."""
         hidden = self.norm(self.transform(gathered))
-        logits = tf.matmul(hidden, tf.cast(self.embedding.embeddings, hidden.dtype), transpose_b=True)
-        return tf.cast(logits + tf.cast(self.output_bias, logits.dtype), tf.float32)
+        head = tf.nn.log_softmax(self._head_logits(hidden))
+        if self.head_ids is None:
+            return head
+        tail = tf.nn.log_softmax(self._tail_logits(hidden)) + head[:, -1:]
+        order = tf.concat([self.head_ids, self.tail_ids], 0)[:, tf.newaxis]
+        n, vocab = tf.shape(hidden)[0], self.embedding.input_dim
+        by_piece = tf.tensor_scatter_nd_update(  # special pieces: probability 0
+            tf.fill([vocab, n], float("-inf")), order, tf.transpose(tf.concat([head[:, :-1], tail], 1))
+        )
+        return tf.transpose(by_piece)
+
+    def nll(self, gathered, targets, dense: bool = False):
+        """Per piece ``-log p(target)`` and whether the most probable piece is the target.
+
+        ``dense``: the tail softmax for every piece (static shapes, for XLA) instead of only for
+        those whose target is in it; the same values."""
+        hidden = self.norm(self.transform(gathered))
+        targets = tf.cast(targets, tf.int64)
+        logits = self._head_logits(hidden)
+        guess = tf.argmax(logits, axis=-1)
+        if self.head_ids is None:
+            return keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True), tf.equal(guess, targets)
+        cluster = tf.gather(self.cluster, targets)
+        nll = keras.losses.sparse_categorical_crossentropy(cluster, logits, from_logits=True)
+        in_tail = tf.equal(cluster, self.head_classes - 1)
+        within = tf.gather(self.within_tail, targets)
+        if dense:
+            tail_logits = self._tail_logits(hidden)
+            tail_nll = tf.where(in_tail, keras.losses.sparse_categorical_crossentropy(within, tail_logits, from_logits=True), 0.0)
+            tail_right = in_tail & tf.equal(tf.argmax(tail_logits, axis=-1), within)
+        else:
+            rows = tf.where(in_tail)  # [m, 1]
+            tail_logits = self._tail_logits(tf.gather_nd(hidden, rows))
+            wanted = tf.gather_nd(within, rows)
+            shape = tf.shape(targets, out_type=tf.int64)
+            tail_nll = tf.scatter_nd(rows, keras.losses.sparse_categorical_crossentropy(wanted, tail_logits, from_logits=True), shape)
+            tail_right = tf.scatter_nd(rows, tf.cast(tf.equal(tf.argmax(tail_logits, axis=-1), wanted), tf.int32), shape) > 0
+        return nll + tail_nll, tf.equal(guess, cluster) & (tail_right | ~in_tail)
+
+
+def head_pieces_by_frequency(counts, size: Optional[int]):
+    """The ``size`` most frequent pieces of ``counts`` (occurrences per piece id in the training
+    split; ties by id, special pieces never), or None when they would be every piece seen."""
+    counts = np.asarray(counts, np.int64).copy()
+    counts[: text_ops.NUM_SPECIAL] = 0
+    seen = int(np.count_nonzero(counts))
+    if not size or size >= seen:
+        return None
+    order = np.lexsort((np.arange(len(counts)), -counts))  # by count, descending; then by id
+    return np.sort(order[:size]).astype(np.int64)
 
 
 class MaskedLM(keras.Model):
     """The encoder with the masked-LM head, trained on ``mlm_dataset``'s batches.
 
-    The head's output projection (hidden x vocabulary, the largest matrix product of a step) is
-    applied only to the pieces actually masked (``masked_only``: gathered by their weights before
-    the projection) instead of to every one of the ``max_predictions`` slots of every text, most
-    of which are padding for short texts. The loss is the mean cross-entropy over the masked
-    pieces (BERT's); ``masked_only=False`` computes every slot and weights the padding slots 0,
-    the same loss at the cost of the padding slots' logits (kept for XLA, which needs static shapes).
+    The head (hidden x vocabulary, the largest matrix product of a step) is applied only to the
+    pieces actually masked (``masked_only``: gathered by their weights before the projection)
+    instead of to every one of the ``max_predictions`` slots of every text, most of which are
+    padding for short texts. The loss is the mean cross-entropy over the masked pieces (BERT's);
+    ``masked_only=False`` computes every slot and weights the padding slots 0, the same loss at
+    the cost of the padding slots (kept for XLA, which needs static shapes). ``head_piece_ids``:
+    see ``MaskedLMHead``.
     """
 
-    def __init__(self, encoder: Encoder, masked_only: bool = True, **kwargs):
+    def __init__(self, encoder: Encoder, masked_only: bool = True, head_piece_ids=None, **kwargs):
         super().__init__(name="mlm", **kwargs)
         self.encoder = encoder
-        self.head = MaskedLMHead(encoder.token_embedding, encoder.config.hidden_size, name="mlm_head")
+        self.head = MaskedLMHead(encoder.token_embedding, encoder.config.hidden_size, head_piece_ids, name="mlm_head")
         self.head(tf.zeros([1, encoder.config.hidden_size]))  # its variables now, not inside the first traced step
         self.masked_only = masked_only
         self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        self.accuracy_tracker = keras.metrics.Mean(name="accuracy")  # of the masked pieces
 
     @property
     def metrics(self):
         return [self.loss_tracker, self.accuracy_tracker]
 
     def call(self, inputs, training=None):
-        """Logits ``[batch, max_predictions, vocab]`` of every slot (inference, tests)."""
+        """Log-probabilities ``[batch, max_predictions, vocab]`` of every slot (inference, tests)."""
         sequence, _ = self.encoder(inputs[features.PIECES_KEY], training=training)
         gathered = tf.gather(sequence, inputs[MLM_POSITIONS], batch_dims=1)
-        logits = self.head(tf.reshape(gathered, [-1, self.encoder.config.hidden_size]))  # the head works on [n, hidden]
-        return tf.reshape(logits, [tf.shape(gathered)[0], tf.shape(gathered)[1], -1])
+        scores = self.head(tf.reshape(gathered, [-1, self.encoder.config.hidden_size]))  # the head works on [n, hidden]
+        return tf.reshape(scores, [tf.shape(gathered)[0], tf.shape(gathered)[1], -1])
 
-    def _targets_and_logits(self, inputs, targets, weights, training: bool):
-        if not self.masked_only:
-            logits = self(inputs, training=training)
-            return tf.reshape(targets, [-1]), tf.reshape(logits, [-1, tf.shape(logits)[-1]]), tf.reshape(weights, [-1])
+    def _pieces(self, inputs, targets, weights, training: bool):
+        """The encoder's vectors ``[n, hidden]`` at the predicted slots, their targets and weights:
+        every slot, or (``masked_only``) the masked pieces only."""
         sequence, _ = self.encoder(inputs[features.PIECES_KEY], training=training)
         positions = tf.cast(inputs[MLM_POSITIONS], tf.int64)
+        if not self.masked_only:
+            gathered = tf.gather(sequence, positions, batch_dims=1)
+            return tf.reshape(gathered, [-1, self.encoder.config.hidden_size]), tf.reshape(targets, [-1]), tf.reshape(weights, [-1])
         slots = tf.where(weights > 0)  # [n, 2]: (text, slot) of each masked piece
         at = tf.stack([slots[:, 0], tf.gather_nd(positions, slots)], axis=1)
-        return tf.gather_nd(targets, slots), self.head(tf.gather_nd(sequence, at)), tf.gather_nd(weights, slots)
+        return tf.gather_nd(sequence, at), tf.gather_nd(targets, slots), tf.gather_nd(weights, slots)
 
-    def _loss(self, targets, logits, weights):
-        per_piece = keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)
+    def _loss(self, gathered, targets, weights):
+        per_piece, right = self.head.nll(gathered, targets, dense=not self.masked_only)
         mean = tf.reduce_sum(per_piece * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
         self.loss_tracker.update_state(mean)
-        self.accuracy_tracker.update_state(targets, logits, sample_weight=weights)
+        self.accuracy_tracker.update_state(tf.cast(right, tf.float32), sample_weight=weights)
         # Gradients are summed over replicas: each contributes its share of the mean.
         return mean / tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, mean.dtype)
 
     def train_step(self, data):
         inputs, targets, weights = data
         with tf.GradientTape() as tape:
-            loss = self._loss(*self._targets_and_logits(inputs, targets, weights, training=True))
+            loss = self._loss(*self._pieces(inputs, targets, weights, training=True))
         self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
         return {m.name: m.result() for m in self.metrics}
 
     def test_step(self, data):
         inputs, targets, weights = data
-        self._loss(*self._targets_and_logits(inputs, targets, weights, training=False))
+        self._loss(*self._pieces(inputs, targets, weights, training=False))
         return {m.name: m.result() for m in self.metrics}
 
 
@@ -358,6 +461,9 @@ class PretrainConfig:
     batch_size: Optional[int] = None
     masked_only: bool = True  # the head's logits only for the masked pieces (MaskedLM)
     length_buckets: bool = True  # batches of texts of similar length (length_buckets)
+    # The head's first softmax: the training split's head_pieces most frequent pieces and "the
+    # rest", a second softmax over the others (MaskedLMHead); None: one softmax over every piece.
+    head_pieces: Optional[int] = 4096
 
     def learning_rate_for(self, batch_size: int) -> float:
         return self.learning_rate or 1e-3 * math.sqrt(batch_size / 32)
@@ -371,10 +477,11 @@ def build_mlm_model(
     batch_size: int = 32,
     weight_decay: float = 0.01,
     jit_compile: bool = False,
+    head_piece_ids=None,
 ) -> MaskedLM:
     """``jit_compile``: XLA, static shapes only (``masked_only`` and ``length_buckets`` off); on
     this CPU it was several times slower (``bench/transformer_cost_bench.py``), so nothing sets it."""
-    model = MaskedLM(encoder, masked_only=config.masked_only)
+    model = MaskedLM(encoder, masked_only=config.masked_only, head_piece_ids=head_piece_ids)
     model.compile(
         optimizer=_optimizer(config.learning_rate_for(batch_size), warmup_steps, total_steps, weight_decay),
         jit_compile=jit_compile,
@@ -446,14 +553,24 @@ def pretrain_mlm(
 
     ``steps_per_epoch``: of ``train_dataset`` as given; the pre-training batches are counted here."""
     batches = pretraining_batches(train_dataset, config)
-    steps, examples = batches.reduce(
-        (tf.constant(0, tf.int64), tf.constant(0, tf.int64)),
-        lambda acc, ids: (acc[0] + 1, acc[1] + tf.cast(tf.shape(ids)[0], tf.int64)),
+    vocab_size = encoder.config.vocab_size
+    # One pass: the steps and examples of an epoch and how often each piece occurs.
+    steps, examples, counts = batches.reduce(
+        (tf.constant(0, tf.int64), tf.constant(0, tf.int64), tf.zeros([vocab_size], tf.int64)),
+        lambda acc, ids: (
+            acc[0] + 1,
+            acc[1] + tf.cast(tf.shape(ids)[0], tf.int64),
+            acc[2] + tf.math.bincount(tf.cast(ids, tf.int32), minlength=vocab_size, maxlength=vocab_size, dtype=tf.int64),
+        ),
     )
     steps, examples = int(steps), int(examples)
+    head_piece_ids = head_pieces_by_frequency(counts.numpy(), config.head_pieces)
     batch_size = max(1, round(examples / max(steps, 1))) if config.batch_size is None else config.batch_size
     total = max(1, (steps or steps_per_epoch) * config.epochs)
-    model = build_mlm_model(encoder, config, int(total * config.warmup_fraction), total, batch_size)
+    model = build_mlm_model(
+        encoder, config, int(total * config.warmup_fraction), total, batch_size, head_piece_ids=head_piece_ids
+    )
+    model_lib.use_graph_train_function(model)
     callbacks = list(callbacks)
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
