@@ -79,7 +79,7 @@ class TrainerConfig:
     pretrain_learning_rate: Optional[float] = None  # None: 1e-3 at batch 32, scaled to pretrain_batch_size
     mask_rate: float = 0.15
     pretrain_batch_size: int = 32
-    pretrain_head_pieces: Optional[int] = 4096  # None: one softmax over every piece (transformer.MaskedLMHead)
+    pretrain_head_pieces: Optional[int] = 2048  # None: one softmax over every piece (transformer.MaskedLMHead)
 
     def __post_init__(self) -> None:
         if self.model_kind not in DEFAULT_LEARNING_RATE:

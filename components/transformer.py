@@ -463,7 +463,7 @@ class PretrainConfig:
     length_buckets: bool = True  # batches of texts of similar length (length_buckets)
     # The head's first softmax: the training split's head_pieces most frequent pieces and "the
     # rest", a second softmax over the others (MaskedLMHead); None: one softmax over every piece.
-    head_pieces: Optional[int] = 4096
+    head_pieces: Optional[int] = 2048
 
     def learning_rate_for(self, batch_size: int) -> float:
         return self.learning_rate or 1e-3 * math.sqrt(batch_size / 32)

@@ -126,7 +126,7 @@ class PretrainingSettings(_Section):
     mask_rate: float = Field(0.15, gt=0.0, lt=1.0)
     batch_size: int = Field(32, ge=1, description="texts per pre-training step, in batches of similar length")
     head_pieces: Optional[int] = Field(
-        4096,
+        2048,
         ge=1,
         description="adaptive softmax: the masked-LM head's first softmax covers the training split's N most "
         "frequent pieces, a second one the rest, computed only where needed (the same exact loss, cheaper "

@@ -188,5 +188,9 @@ def test_the_head_pieces_setting_reaches_the_trainer():
         None, ["model.kind=transformer", "model.pretraining.epochs=2", "model.pretraining.head_pieces=4096"]
     )
     assert TrainerConfig.from_settings(settings).pretrain_config().head_pieces == 4096
+    default = load_settings(None, ["model.kind=transformer", "model.pretraining.epochs=2"])
+    assert TrainerConfig.from_settings(default).pretrain_config().head_pieces == T.PretrainConfig().head_pieces == 2048
+    one_softmax = load_settings(None, ["model.kind=transformer", "model.pretraining.epochs=2", "model.pretraining.head_pieces=null"])
+    assert TrainerConfig.from_settings(one_softmax).pretrain_config().head_pieces is None
     with pytest.raises(Exception, match="head_pieces"):
         load_settings(None, ["model.pretraining.head_pieces=0"])
