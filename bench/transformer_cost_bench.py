@@ -69,7 +69,6 @@ def measure(
         epochs=1, mask_rate=mask_rate, masked_only=slots == "masked", length_buckets=buckets
     )
     steps, warmup = max(1, examples // batch), 4
-    head = head or 10**9  # None: one softmax over every piece (the config's default is the adaptive head)
     head_ids = transformer_lib.head_pieces_by_frequency(np.bincount(pieces.ravel(), minlength=vocab_size), head)
     model = transformer_lib.build_mlm_model(
         encoder, config, 0, steps + warmup, batch, jit_compile=xla, head_piece_ids=head_ids

@@ -324,15 +324,18 @@ class MaskedLMHead(keras.layers.Layer):
     def _head_logits(self, hidden):
         if self.head_ids is None:
             return self._logits(hidden, self.embedding.embeddings, self.output_bias)
-        outputs = tf.concat([tf.gather(self.embedding.embeddings, self.head_ids), tf.cast(self.rest, self.embedding.embeddings.dtype)], 0)
+        outputs = tf.concat([tf.gather(self.embedding.embeddings, self.head_ids), self.rest], 0)
         return self._logits(hidden, outputs, self.output_bias)
 
     def _tail_logits(self, hidden):
         return self._logits(hidden, tf.gather(self.embedding.embeddings, self.tail_ids), self.tail_bias)
 
+    def _hidden(self, gathered):
+        return self.norm(self.transform(gathered))
+
     def call(self, gathered):
         """Log-probabilities of every piece ``[n, vocab]`` (inference, tests; training uses ``nll``)."""
-        hidden = self.norm(self.transform(gathered))
+        hidden = self._hidden(gathered)
         head = tf.nn.log_softmax(self._head_logits(hidden))
         if self.head_ids is None:
             return head
@@ -349,7 +352,7 @@ class MaskedLMHead(keras.layers.Layer):
 
         ``dense``: the tail softmax for every piece (static shapes, for XLA) instead of only for
         those whose target is in it; the same values."""
-        hidden = self.norm(self.transform(gathered))
+        hidden = self._hidden(gathered)
         targets = tf.cast(targets, tf.int64)
         logits = self._head_logits(hidden)
         guess = tf.argmax(logits, axis=-1)
@@ -413,9 +416,14 @@ class MaskedLM(keras.Model):
     def call(self, inputs, training=None):
         """Log-probabilities ``[batch, max_predictions, vocab]`` of every slot (inference, tests)."""
         sequence, _ = self.encoder(inputs[features.PIECES_KEY], training=training)
-        gathered = tf.gather(sequence, inputs[MLM_POSITIONS], batch_dims=1)
-        scores = self.head(tf.reshape(gathered, [-1, self.encoder.config.hidden_size]))  # the head works on [n, hidden]
-        return tf.reshape(scores, [tf.shape(gathered)[0], tf.shape(gathered)[1], -1])
+        positions = inputs[MLM_POSITIONS]
+        scores = self.head(self._slot_vectors(sequence, positions))
+        return tf.reshape(scores, [tf.shape(positions)[0], tf.shape(positions)[1], -1])
+
+    def _slot_vectors(self, sequence, positions):
+        """The encoder's vectors at every prediction slot, ``[batch * max_predictions, hidden]``
+        (the head works on ``[n, hidden]``)."""
+        return tf.reshape(tf.gather(sequence, positions, batch_dims=1), [-1, self.encoder.config.hidden_size])
 
     def _pieces(self, inputs, targets, weights, training: bool):
         """The encoder's vectors ``[n, hidden]`` at the predicted slots, their targets and weights:
@@ -423,8 +431,7 @@ class MaskedLM(keras.Model):
         sequence, _ = self.encoder(inputs[features.PIECES_KEY], training=training)
         positions = tf.cast(inputs[MLM_POSITIONS], tf.int64)
         if not self.masked_only:
-            gathered = tf.gather(sequence, positions, batch_dims=1)
-            return tf.reshape(gathered, [-1, self.encoder.config.hidden_size]), tf.reshape(targets, [-1]), tf.reshape(weights, [-1])
+            return self._slot_vectors(sequence, positions), tf.reshape(targets, [-1]), tf.reshape(weights, [-1])
         slots = tf.where(weights > 0)  # [n, 2]: (text, slot) of each masked piece
         at = tf.stack([slots[:, 0], tf.gather_nd(positions, slots)], axis=1)
         return tf.gather_nd(sequence, at), tf.gather_nd(targets, slots), tf.gather_nd(weights, slots)

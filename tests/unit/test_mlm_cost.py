@@ -166,7 +166,7 @@ def test_the_adaptive_head_does_not_compute_the_tail_for_head_targets():
         T.MaskedLMHead(model.encoder.token_embedding, TINY["hidden_size"], [1, 5])
 
 
-def test_pretraining_with_a_smaller_head_learns(tmp_path):
+def test_pretraining_with_the_adaptive_head_learns():
     rng = np.random.default_rng(0)
     # A learnable language: every text is a run of consecutive ids, so a masked piece follows from its neighbours.
     rows = np.zeros((256, 16), np.int64)
@@ -180,7 +180,7 @@ def test_pretraining_with_a_smaller_head_learns(tmp_path):
     config = T.PretrainConfig(epochs=30, learning_rate=5e-3, mask_rate=0.2, head_pieces=20)
     history = T.pretrain_mlm(encoder, split, config, steps_per_epoch=8, verbose=0)
     assert history["mlm_loss"][-1] < 0.6 * history["mlm_loss"][0]
-    assert history["mlm_accuracy"][-1] > 0.4  # always the commonest class (the shared one) scores ~0.2
+    assert history["mlm_accuracy"][-1] > 0.4  # always the commonest piece would score under 0.1
 
 
 def test_the_head_pieces_setting_reaches_the_trainer():
