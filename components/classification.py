@@ -129,3 +129,48 @@ class ClassificationStats:
                 "support": self.support(c),
             }
         return out
+
+
+def epoch_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    """The training curves' evaluation metrics over one split, from integer labels ``[n]`` and
+    class probabilities ``[n, classes]``: the loss (mean cross-entropy), accuracy, and macro
+    precision, recall and F1 of the argmax decision over the classes that occur as a label or a
+    prediction (scikit-learn's ``average="macro"``, ``zero_division=0``), and the one-vs-rest ROC
+    AUC averaged over the classes with positives and negatives, at ``AUC_BINS`` score bins as the
+    gate computes it. Vectorized numpy: no TensorFlow op to trace or warm up once per process.
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    labels = np.asarray(labels).reshape(-1).astype(np.int64)
+    n, classes = probabilities.shape
+    if labels.shape[0] != n or not n:
+        raise ValueError(f"{labels.shape[0]} labels for {n} rows of probabilities")
+    if labels.min() < 0 or labels.max() >= classes:
+        raise ValueError(f"labels must lie in [0, {classes}), got {labels.min()}..{labels.max()}")
+    # Keras' cross-entropy on probabilities: renormalized, clipped to [1e-7, 1 - 1e-7].
+    chosen = probabilities[np.arange(n), labels] / probabilities.sum(axis=1)
+    loss = float(-np.log(np.clip(chosen, 1e-7, 1 - 1e-7)).mean())
+    predicted = probabilities.argmax(axis=1)
+    confusion = np.bincount(labels * classes + predicted, minlength=classes * classes).reshape(classes, classes)
+    tp, support, called = np.diag(confusion), confusion.sum(axis=1), confusion.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(called > 0, tp / np.maximum(called, 1), 0.0)
+        recall = np.where(support > 0, tp / np.maximum(support, 1), 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / np.where(precision + recall > 0, precision + recall, 1), 0.0)
+    present = (support + called) > 0
+    bins = np.clip((probabilities * AUC_BINS).astype(np.int64), 0, AUC_BINS - 1)
+    positive = labels[:, np.newaxis] == np.arange(classes)
+    offsets = np.arange(classes) * AUC_BINS
+    pos_hist = np.bincount((bins + offsets)[positive], minlength=classes * AUC_BINS).reshape(classes, AUC_BINS)
+    neg_hist = np.bincount((bins + offsets)[~positive], minlength=classes * AUC_BINS).reshape(classes, AUC_BINS)
+    n_pos, n_neg = pos_hist.sum(axis=1), neg_hist.sum(axis=1)
+    neg_below = np.cumsum(neg_hist, axis=1) - neg_hist
+    scored = (n_pos > 0) & (n_neg > 0)
+    aucs = (pos_hist * (neg_below + 0.5 * neg_hist)).sum(axis=1)[scored] / (n_pos * n_neg)[scored]
+    return {
+        "loss": loss,
+        "accuracy": float(tp.sum() / n),
+        "precision": float(precision[present].mean()),
+        "recall": float(recall[present].mean()),
+        "f1": float(f1[present].mean()),
+        "auc": float(aucs.mean()) if aucs.size else math.nan,
+    }

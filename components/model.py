@@ -9,7 +9,6 @@ Transform writes and runs without TFX (tests build it on in-memory tensors).
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
 
 import tensorflow as tf
 import tf_keras as keras
@@ -144,68 +143,6 @@ class EmbeddingBag(keras.layers.Layer):
         }
 
 
-@keras.utils.register_keras_serializable(package="textops")
-class MacroClassMetric(keras.metrics.Metric):
-    """Streaming macro precision, recall or F1 of the argmax decision (sparse integer labels).
-
-    Averaged over the classes that occur as a label or a prediction, like scikit-learn's
-    ``average="macro"``; the same definition the TFMA gate uses, so training curves and the
-    evaluation agree.
-    """
-
-    def __init__(self, num_classes: int, kind: str = "f1", name: Optional[str] = None, **kwargs):
-        if kind not in ("precision", "recall", "f1"):
-            raise ValueError(f"kind must be precision, recall or f1, got {kind!r}")
-        super().__init__(name=name or kind, **kwargs)
-        self.num_classes = num_classes
-        self.kind = kind
-        self.confusion = self.add_weight(
-            name="confusion", shape=(num_classes, num_classes), initializer="zeros", dtype=tf.float32
-        )
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        labels = tf.cast(tf.reshape(y_true, [-1]), tf.int32)
-        predicted = tf.cast(tf.argmax(y_pred, axis=-1), tf.int32)
-        weights = None if sample_weight is None else tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
-        self.confusion.assign_add(
-            tf.math.confusion_matrix(labels, predicted, num_classes=self.num_classes, weights=weights, dtype=tf.float32)
-        )
-
-    def result(self):
-        tp = tf.linalg.diag_part(self.confusion)
-        predicted = tf.reduce_sum(self.confusion, axis=0)
-        support = tf.reduce_sum(self.confusion, axis=1)
-        precision = tf.math.divide_no_nan(tp, predicted)
-        recall = tf.math.divide_no_nan(tp, support)
-        values = {"precision": precision, "recall": recall, "f1": tf.math.divide_no_nan(2 * precision * recall, precision + recall)}
-        present = tf.cast((predicted + support) > 0, tf.float32)
-        return tf.math.divide_no_nan(tf.reduce_sum(values[self.kind] * present), tf.reduce_sum(present))
-
-    def reset_state(self):
-        self.confusion.assign(tf.zeros_like(self.confusion))
-
-    def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes, "kind": self.kind}
-
-
-@keras.utils.register_keras_serializable(package="textops")
-class SparseMacroAUC(keras.metrics.AUC):
-    """One-vs-rest ROC AUC averaged over classes, from sparse integer labels."""
-
-    def __init__(self, num_classes: int, name: str = "auc", **kwargs):
-        kwargs.pop("multi_label", None)
-        kwargs.pop("num_labels", None)
-        super().__init__(name=name, multi_label=True, num_labels=num_classes, **kwargs)
-        self.num_classes = num_classes
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        labels = tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), self.num_classes)
-        return super().update_state(labels, y_pred, sample_weight)
-
-    def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes}
-
-
 EMBEDDINGS_LAYER = "ngram_embeddings"
 
 
@@ -234,21 +171,10 @@ def build_bow_model(config: BowConfig) -> keras.Model:
 
 def training_metrics() -> list[keras.metrics.Metric]:
     """What every training step updates: accuracy (and the loss). The full set
-    (``classification_metrics``) is computed per epoch on the evaluation data
-    (``training.EpochMetrics``): its confusion matrices and 200-threshold AUC cost more per step
-    than the bow model's own forward and backward pass."""
+    (``classification.epoch_metrics``) is computed per epoch on the evaluation data
+    (``training.EpochMetrics``): confusion matrices and an AUC cost more per step than the bow
+    model's own forward and backward pass."""
     return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-
-
-def classification_metrics(num_classes: int) -> list[keras.metrics.Metric]:
-    """The evaluation metrics of every model, per epoch (the definitions the TFMA gate uses)."""
-    return [
-        keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-        MacroClassMetric(num_classes, "precision"),
-        MacroClassMetric(num_classes, "recall"),
-        MacroClassMetric(num_classes, "f1"),
-        SparseMacroAUC(num_classes, num_thresholds=200),
-    ]
 
 
 def use_graph_train_function(model: keras.Model) -> None:
