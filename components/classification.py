@@ -139,7 +139,7 @@ def epoch_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, fl
     AUC averaged over the classes with positives and negatives, at ``AUC_BINS`` score bins as the
     gate computes it. Vectorized numpy: no TensorFlow op to trace or warm up once per process.
     """
-    probabilities = np.asarray(probabilities, dtype=np.float64)
+    probabilities = np.asarray(probabilities)
     labels = np.asarray(labels).reshape(-1).astype(np.int64)
     n, classes = probabilities.shape
     if labels.shape[0] != n or not n:
@@ -147,7 +147,7 @@ def epoch_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, fl
     if labels.min() < 0 or labels.max() >= classes:
         raise ValueError(f"labels must lie in [0, {classes}), got {labels.min()}..{labels.max()}")
     # Keras' cross-entropy on probabilities: renormalized, clipped to [1e-7, 1 - 1e-7].
-    chosen = probabilities[np.arange(n), labels] / probabilities.sum(axis=1)
+    chosen = probabilities[np.arange(n), labels].astype(np.float64) / probabilities.sum(axis=1, dtype=np.float64)
     loss = float(-np.log(np.clip(chosen, 1e-7, 1 - 1e-7)).mean())
     predicted = probabilities.argmax(axis=1)
     confusion = np.bincount(labels * classes + predicted, minlength=classes * classes).reshape(classes, classes)
@@ -157,11 +157,19 @@ def epoch_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, fl
         recall = np.where(support > 0, tp / np.maximum(support, 1), 0.0)
         f1 = np.where(precision + recall > 0, 2 * precision * recall / np.where(precision + recall > 0, precision + recall, 1), 0.0)
     present = (support + called) > 0
-    bins = np.clip((probabilities * AUC_BINS).astype(np.int64), 0, AUC_BINS - 1)
-    positive = labels[:, np.newaxis] == np.arange(classes)
+    # Per-class score histograms, a block of rows at a time (a few million cells: bounded memory
+    # however large the split and the class count).
+    pos_hist = np.zeros(classes * AUC_BINS, np.int64)
+    neg_hist = np.zeros(classes * AUC_BINS, np.int64)
     offsets = np.arange(classes) * AUC_BINS
-    pos_hist = np.bincount((bins + offsets)[positive], minlength=classes * AUC_BINS).reshape(classes, AUC_BINS)
-    neg_hist = np.bincount((bins + offsets)[~positive], minlength=classes * AUC_BINS).reshape(classes, AUC_BINS)
+    rows = max(1, (1 << 22) // classes)
+    for start in range(0, n, rows):
+        block = probabilities[start : start + rows]
+        cells = np.clip((block * AUC_BINS).astype(np.int64), 0, AUC_BINS - 1) + offsets
+        positive = labels[start : start + rows, np.newaxis] == np.arange(classes)
+        pos_hist += np.bincount(cells[positive], minlength=classes * AUC_BINS)
+        neg_hist += np.bincount(cells[~positive], minlength=classes * AUC_BINS)
+    pos_hist, neg_hist = pos_hist.reshape(classes, AUC_BINS), neg_hist.reshape(classes, AUC_BINS)
     n_pos, n_neg = pos_hist.sum(axis=1), neg_hist.sum(axis=1)
     neg_below = np.cumsum(neg_hist, axis=1) - neg_hist
     scored = (n_pos > 0) & (n_neg > 0)
