@@ -17,6 +17,11 @@ HEADLINE_METRICS = ("accuracy", "precision", "recall", "f1", "auc")
 PER_CLASS_METRICS = ("precision", "recall", "f1", "auc", "support")
 
 
+def _score_bins(probabilities: np.ndarray) -> np.ndarray:
+    """Each probability's histogram bin, 0..AUC_BINS - 1."""
+    return np.clip((probabilities * AUC_BINS).astype(np.int64), 0, AUC_BINS - 1)
+
+
 class ClassificationStats:
     """Confusion matrix (rows: true class, last row: labels outside the class list; columns:
     predicted class) and per-class histograms of the predicted probability."""
@@ -40,9 +45,28 @@ class ClassificationStats:
         predicted = int(np.argmax(probabilities))
         true = classes.index(label) if label in classes else n
         self.confusion[true, predicted] += weight
-        bins = np.clip((probabilities * AUC_BINS).astype(np.int64), 0, AUC_BINS - 1)
+        bins = _score_bins(probabilities)
         for c in range(n):
             (self.pos_hist if c == true else self.neg_hist)[c, bins[c]] += weight
+
+    def add_rows(self, probabilities: np.ndarray, true: np.ndarray) -> None:
+        """``add`` for many rows at once, each of weight 1: ``probabilities`` ``[n, classes]`` in
+        the order of ``self.classes``, ``true`` ``[n]`` the index of each row's label in it
+        (``len(self.classes)``: a label outside them). A block of rows at a time (a few million
+        histogram cells: bounded memory however large the split and the class count)."""
+        n = len(self.classes or ())
+        if probabilities.ndim != 2 or probabilities.shape[1] != n or true.shape != (probabilities.shape[0],):
+            raise ValueError(f"{probabilities.shape} probabilities and {true.shape} labels for {n} classes")
+        self.confusion += np.bincount(
+            true * n + probabilities.argmax(axis=1), minlength=(n + 1) * n
+        ).reshape(n + 1, n)
+        offsets = np.arange(n) * AUC_BINS
+        rows = max(1, (1 << 22) // n)
+        for start in range(0, probabilities.shape[0], rows):
+            cells = _score_bins(probabilities[start : start + rows]) + offsets
+            positive = true[start : start + rows, np.newaxis] == np.arange(n)
+            self.pos_hist += np.bincount(cells[positive], minlength=n * AUC_BINS).reshape(n, AUC_BINS)
+            self.neg_hist += np.bincount(cells[~positive], minlength=n * AUC_BINS).reshape(n, AUC_BINS)
 
     def merge(self, other: "ClassificationStats") -> "ClassificationStats":
         if other.classes is None:
@@ -149,34 +173,20 @@ def epoch_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, fl
     # Keras' cross-entropy on probabilities: renormalized, clipped to [1e-7, 1 - 1e-7].
     chosen = probabilities[np.arange(n), labels].astype(np.float64) / probabilities.sum(axis=1, dtype=np.float64)
     loss = float(-np.log(np.clip(chosen, 1e-7, 1 - 1e-7)).mean())
-    predicted = probabilities.argmax(axis=1)
-    confusion = np.bincount(labels * classes + predicted, minlength=classes * classes).reshape(classes, classes)
+    stats = ClassificationStats(tuple(str(c) for c in range(classes)))
+    stats.add_rows(probabilities, labels)
+    confusion = stats.confusion[:classes]  # the row of labels outside the classes is empty here
     tp, support, called = np.diag(confusion), confusion.sum(axis=1), confusion.sum(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        precision = np.where(called > 0, tp / np.maximum(called, 1), 0.0)
-        recall = np.where(support > 0, tp / np.maximum(support, 1), 0.0)
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / np.where(precision + recall > 0, precision + recall, 1), 0.0)
+    precision = np.divide(tp, called, out=np.zeros(classes), where=called > 0)
+    recall = np.divide(tp, support, out=np.zeros(classes), where=support > 0)
+    both = precision + recall
+    f1 = np.divide(2 * precision * recall, both, out=np.zeros(classes), where=both > 0)
     present = (support + called) > 0
-    # Per-class score histograms, a block of rows at a time (a few million cells: bounded memory
-    # however large the split and the class count).
-    pos_hist = np.zeros(classes * AUC_BINS, np.int64)
-    neg_hist = np.zeros(classes * AUC_BINS, np.int64)
-    offsets = np.arange(classes) * AUC_BINS
-    rows = max(1, (1 << 22) // classes)
-    for start in range(0, n, rows):
-        block = probabilities[start : start + rows]
-        cells = np.clip((block * AUC_BINS).astype(np.int64), 0, AUC_BINS - 1) + offsets
-        positive = labels[start : start + rows, np.newaxis] == np.arange(classes)
-        pos_hist += np.bincount(cells[positive], minlength=classes * AUC_BINS)
-        neg_hist += np.bincount(cells[~positive], minlength=classes * AUC_BINS)
-    pos_hist, neg_hist = pos_hist.reshape(classes, AUC_BINS), neg_hist.reshape(classes, AUC_BINS)
-    n_pos, n_neg = pos_hist.sum(axis=1), neg_hist.sum(axis=1)
-    neg_below = np.cumsum(neg_hist, axis=1) - neg_hist
-    scored = (n_pos > 0) & (n_neg > 0)
-    aucs = (pos_hist * (neg_below + 0.5 * neg_hist)).sum(axis=1)[scored] / (n_pos * n_neg)[scored]
+    aucs = np.array([stats.auc(c) for c in range(classes)])  # NaN: a class without positives or negatives
+    aucs = aucs[~np.isnan(aucs)]
     return {
         "loss": loss,
-        "accuracy": float(tp.sum() / n),
+        "accuracy": stats.accuracy(),
         "precision": float(precision[present].mean()),
         "recall": float(recall[present].mean()),
         "f1": float(f1[present].mean()),

@@ -5,7 +5,7 @@ import tf_keras as keras
 from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
 
 from textops.components import distribution
-from textops.components.classification import epoch_metrics
+from textops.components.classification import ClassificationStats, epoch_metrics
 from textops.components.model import BowConfig, LazyAdam, build_bow_model
 
 
@@ -45,6 +45,12 @@ def test_epoch_metrics_match_scikit_learn():
     assert values["loss"] == pytest.approx(-np.log(probs[np.arange(300), y]).mean(), rel=1e-5)
     aucs = [roc_auc_score(y == c, probs[:, c]) for c in range(3)]
     assert values["auc"] == pytest.approx(np.mean(aucs), abs=1e-3)
+    rowwise, vectorized = ClassificationStats(), ClassificationStats(("0", "1", "2", "3"))
+    for row, label in zip(probs, y):
+        rowwise.add(("0", "1", "2", "3"), row, str(label), 1.0)
+    vectorized.add_rows(probs, y)  # the gate's accumulation, one row at a time, gives the same stats
+    for field in ("confusion", "pos_hist", "neg_hist"):
+        np.testing.assert_array_equal(getattr(vectorized, field), getattr(rowwise, field))
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 4\)"):
         epoch_metrics(np.array([0, 4]), probs[:2])
 
