@@ -14,7 +14,9 @@ it: its FnApiRunner runs the pipeline in this process (``in_memory``, ``multi_th
 here: 3-6 s per component, a quarter of ``textops demo``'s fixed cost on 2 cores.
 
 ``direct_runner_args`` tells TFX that the workers' environment is given: the DirectRunner's
-workers are this Python environment, which has TFX and textops installed.
+workers are this Python environment, which has TFX and textops installed. It also runs what would
+go to Beam's ``DirectRunner`` on ``beam_runner.DirectFnApiRunner``: the DirectRunner's own batch
+engine without its attempt to download and start the Prism runner first (``beam_runner``).
 """
 
 from __future__ import annotations
@@ -31,7 +33,12 @@ DEPENDENCY_FLAGS = (
     "worker_harness_container_image",
     "sdk_container_image",
 )
-DIRECT_RUNNERS = ("DirectRunner", "SwitchingDirectRunner", "BundleBasedDirectRunner")
+# The runner names that mean Beam's DirectRunner (also the default without ``--runner``): Prism
+# first, then the FnApiRunner. They run on LOCAL_RUNNER instead.
+PRISM_FIRST_RUNNERS = ("DirectRunner", "SwitchingDirectRunner")
+LOCAL_RUNNER = "textops.pipelines.beam_runner.DirectFnApiRunner"
+# Runners whose workers are this Python environment (no package to stage for them).
+DIRECT_RUNNERS = (*PRISM_FIRST_RUNNERS, "BundleBasedDirectRunner", "FnApiRunner", "DirectFnApiRunner")
 # Read by no DirectRunner code path (only Docker/portable environments and Dataflow read it); the
 # value says where the workers' packages come from in the TFX log line that mentions it.
 LOCAL_ENVIRONMENT_FLAG = "--sdk_container_image=none-direct-runner-uses-this-python-environment"
@@ -41,10 +48,22 @@ def _flag_name(arg: str) -> str:
     return arg.lstrip("-").split("=", 1)[0].replace("-", "_")
 
 
+def _runner_positions(args: Sequence[str]) -> list[int]:
+    """Indices of the ``--runner`` arguments (with the value after a bare ``--runner``)."""
+    positions = []
+    for i, arg in enumerate(args):
+        if arg.startswith("-") and _flag_name(arg) == "runner":
+            positions.append(i)
+            if "=" not in arg and i + 1 < len(args):
+                positions.append(i + 1)
+    return positions
+
+
 def _runner(args: Sequence[str]) -> str:
+    """The short name of the runner ``args`` select (the last ``--runner`` wins, as in Beam)."""
     runner = "DirectRunner"
     for i, arg in enumerate(args):
-        if _flag_name(arg) == "runner":
+        if arg.startswith("-") and _flag_name(arg) == "runner":
             if "=" in arg:
                 runner = arg.split("=", 1)[1]
             elif i + 1 < len(args):
@@ -53,11 +72,18 @@ def _runner(args: Sequence[str]) -> str:
 
 
 def direct_runner_args(args: Sequence[str]) -> list[str]:
-    """``args``, plus ``LOCAL_ENVIRONMENT_FLAG`` when they select Beam's DirectRunner (no
-    ``--runner`` or a direct one) and name no dependency flag of their own; else unchanged."""
+    """``args`` for a run on this machine's Python environment. When they select Beam's
+    DirectRunner (no ``--runner``, or ``DirectRunner``): ``--runner`` becomes ``LOCAL_RUNNER``.
+    When they select any local runner and name no dependency flag of their own:
+    ``LOCAL_ENVIRONMENT_FLAG`` is added. Other runners' args (Dataflow, Flink, Spark, Prism
+    chosen by name) come back unchanged."""
     args = list(args)
-    if _runner(args) not in DIRECT_RUNNERS:
+    runner = _runner(args)
+    if runner not in DIRECT_RUNNERS:
         return args
-    if any(_flag_name(a) in DEPENDENCY_FLAGS for a in args if a.startswith("-")):
-        return args
-    return [*args, LOCAL_ENVIRONMENT_FLAG]
+    if runner in PRISM_FIRST_RUNNERS:
+        dropped = set(_runner_positions(args))
+        args = [a for i, a in enumerate(args) if i not in dropped] + [f"--runner={LOCAL_RUNNER}"]
+    if not any(_flag_name(a) in DEPENDENCY_FLAGS for a in args if a.startswith("-")):
+        args.append(LOCAL_ENVIRONMENT_FLAG)
+    return args

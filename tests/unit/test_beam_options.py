@@ -26,22 +26,48 @@ def test_tfx_builds_no_package_for_the_direct_runner(monkeypatch):
     assert built == [1]
 
 
+LOCAL = f"--runner={beam_options.LOCAL_RUNNER}"
+FLAG = beam_options.LOCAL_ENVIRONMENT_FLAG
+
+
 @pytest.mark.parametrize(
-    "args, added",
+    "args, expected",
     [
-        (["--direct_running_mode=multi_processing", "--direct_num_workers=0"], True),
-        (["--runner=DirectRunner"], True),
-        (["--runner", "apache_beam.runners.direct.direct_runner.DirectRunner"], True),
-        (["--runner=DataflowRunner", "--project=p"], False),  # remote workers need the package
-        (["--runner", "FlinkRunner"], False),
-        (["--direct_running_mode=in_memory", "--extra_package=/my/pkg.tar.gz"], False),  # the user's own
-        (["--requirements_file=req.txt"], False),
+        (["--direct_running_mode=multi_processing", "--direct_num_workers=0"],
+         ["--direct_running_mode=multi_processing", "--direct_num_workers=0", LOCAL, FLAG]),
+        (["--runner=DirectRunner"], [LOCAL, FLAG]),
+        (["--runner", "apache_beam.runners.direct.direct_runner.DirectRunner", "--x=1"], ["--x=1", LOCAL, FLAG]),
+        (["--runner=BundleBasedDirectRunner"], ["--runner=BundleBasedDirectRunner", FLAG]),  # chosen by name: kept
+        (["--runner=PrismRunner"], ["--runner=PrismRunner"]),
+        (["--runner=DataflowRunner", "--project=p"], ["--runner=DataflowRunner", "--project=p"]),  # remote workers need the package
+        (["--runner", "FlinkRunner"], ["--runner", "FlinkRunner"]),
+        (["--direct_running_mode=in_memory", "--extra_package=/my/pkg.tar.gz"],  # the user's own package
+         ["--direct_running_mode=in_memory", "--extra_package=/my/pkg.tar.gz", LOCAL]),
+        (["--requirements_file=req.txt"], ["--requirements_file=req.txt", LOCAL]),
     ],
 )
-def test_only_direct_runs_without_a_dependency_flag_get_one(args, added):
+def test_direct_runs_get_the_local_runner_and_no_package(args, expected):
     out = beam_options.direct_runner_args(args)
-    assert out[: len(args)] == args
-    assert out[len(args):] == ([beam_options.LOCAL_ENVIRONMENT_FLAG] if added else [])
+    assert out == expected
+    assert beam_options.direct_runner_args(out) == out  # applying it again changes nothing
+
+
+@pytest.mark.parametrize("mode", ["in_memory", "multi_processing"])
+def test_the_local_runner_runs_beam_pipelines_without_trying_prism(monkeypatch, mode):
+    """What the DirectRunner would run on Prism first (here a download from GitHub, then a fallback)
+    runs on its FnApiRunner at once; subprocess workers (multi_processing) get the options too."""
+    import apache_beam as beam
+    from apache_beam.runners.portability import prism_runner
+    from apache_beam.testing.util import assert_that, equal_to
+
+    tried = []  # the DirectRunner catches any error of its Prism attempt: record, do not raise
+    monkeypatch.setattr(prism_runner.PrismRunner, "run_pipeline", lambda *a, **k: tried.append(1) or 1 / 0)
+    args = beam_options.direct_runner_args([f"--direct_running_mode={mode}", "--direct_num_workers=1"])
+    with beam.Pipeline(argv=args) as p:
+        assert type(p.runner).__name__ == "DirectFnApiRunner"
+        counts = p | beam.Create(["a b", "b", "c b"]) | beam.FlatMap(str.split) | beam.combiners.Count.PerElement()
+        assert_that(counts, equal_to([("a", 1), ("b", 3), ("c", 1)]))
+    assert tried == []
 
 
 def test_kubeflow_direct_runner_pods_build_no_package():
