@@ -161,7 +161,7 @@ def epoch_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, fl
     precision, recall and F1 of the argmax decision over the classes that occur as a label or a
     prediction (scikit-learn's ``average="macro"``, ``zero_division=0``), and the one-vs-rest ROC
     AUC averaged over the classes with positives and negatives, at ``AUC_BINS`` score bins as the
-    gate computes it. Vectorized numpy: no TensorFlow op to trace or warm up once per process.
+    gate computes it (``ClassificationStats``). Numpy: no TensorFlow op to trace or warm up once per process.
     """
     probabilities = np.asarray(probabilities)
     labels = np.asarray(labels).reshape(-1).astype(np.int64)
@@ -175,20 +175,18 @@ def epoch_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, fl
     loss = float(-np.log(np.clip(chosen, 1e-7, 1 - 1e-7)).mean())
     stats = ClassificationStats(tuple(str(c) for c in range(classes)))
     stats.add_rows(probabilities, labels)
-    confusion = stats.confusion[:classes]  # the row of labels outside the classes is empty here
-    tp, support, called = np.diag(confusion), confusion.sum(axis=1), confusion.sum(axis=0)
-    precision = np.divide(tp, called, out=np.zeros(classes), where=called > 0)
-    recall = np.divide(tp, support, out=np.zeros(classes), where=support > 0)
-    both = precision + recall
-    f1 = np.divide(2 * precision * recall, both, out=np.zeros(classes), where=both > 0)
-    present = (support + called) > 0
-    aucs = np.array([stats.auc(c) for c in range(classes)])  # NaN: a class without positives or negatives
-    aucs = aucs[~np.isnan(aucs)]
+    present = stats._present()
+    # The gate's per-class formulas; scikit-learn's zero_division=0 where they answer NaN (recall
+    # and F1 of a class that is predicted but never the label).
+    def macro(metric) -> float:
+        return float(np.mean([0.0 if math.isnan(v) else v for v in map(metric, present)]))
+
+    aucs = [v for v in map(stats.auc, range(classes)) if not math.isnan(v)]  # NaN: no positives or no negatives
     return {
         "loss": loss,
         "accuracy": stats.accuracy(),
-        "precision": float(precision[present].mean()),
-        "recall": float(recall[present].mean()),
-        "f1": float(f1[present].mean()),
-        "auc": float(aucs.mean()) if aucs.size else math.nan,
+        "precision": macro(stats.precision),
+        "recall": macro(stats.recall),
+        "f1": macro(stats.f1),
+        "auc": float(np.mean(aucs)) if aucs else math.nan,
     }

@@ -38,7 +38,7 @@ DEPENDENCY_FLAGS = (
 PRISM_FIRST_RUNNERS = ("DirectRunner", "SwitchingDirectRunner")
 LOCAL_RUNNER = "textops.pipelines.beam_runner.DirectFnApiRunner"
 # Runners whose workers are this Python environment (no package to stage for them).
-DIRECT_RUNNERS = (*PRISM_FIRST_RUNNERS, "BundleBasedDirectRunner", "FnApiRunner", "DirectFnApiRunner")
+DIRECT_RUNNERS = (*PRISM_FIRST_RUNNERS, "BundleBasedDirectRunner", "FnApiRunner", LOCAL_RUNNER.rsplit(".", 1)[-1])
 # Read by no DirectRunner code path (only Docker/portable environments and Dataflow read it); the
 # value says where the workers' packages come from in the TFX log line that mentions it.
 LOCAL_ENVIRONMENT_FLAG = "--sdk_container_image=none-direct-runner-uses-this-python-environment"
@@ -48,27 +48,20 @@ def _flag_name(arg: str) -> str:
     return arg.lstrip("-").split("=", 1)[0].replace("-", "_")
 
 
-def _runner_positions(args: Sequence[str]) -> list[int]:
-    """Indices of the ``--runner`` arguments (with the value after a bare ``--runner``)."""
-    positions = []
+def _runner(args: Sequence[str]) -> tuple[str, set[int]]:
+    """The short name of the runner ``args`` select (the last ``--runner`` wins, as in Beam;
+    ``DirectRunner`` without one) and the indices of the ``--runner`` arguments (with the value
+    after a bare ``--runner``)."""
+    runner, positions = "DirectRunner", set()
     for i, arg in enumerate(args):
         if arg.startswith("-") and _flag_name(arg) == "runner":
-            positions.append(i)
-            if "=" not in arg and i + 1 < len(args):
-                positions.append(i + 1)
-    return positions
-
-
-def _runner(args: Sequence[str]) -> str:
-    """The short name of the runner ``args`` select (the last ``--runner`` wins, as in Beam)."""
-    runner = "DirectRunner"
-    for i, arg in enumerate(args):
-        if arg.startswith("-") and _flag_name(arg) == "runner":
+            positions.add(i)
             if "=" in arg:
                 runner = arg.split("=", 1)[1]
             elif i + 1 < len(args):
                 runner = args[i + 1]
-    return runner.rsplit(".", 1)[-1]
+                positions.add(i + 1)
+    return runner.rsplit(".", 1)[-1], positions
 
 
 def direct_runner_args(args: Sequence[str]) -> list[str]:
@@ -78,12 +71,11 @@ def direct_runner_args(args: Sequence[str]) -> list[str]:
     ``LOCAL_ENVIRONMENT_FLAG`` is added. Other runners' args (Dataflow, Flink, Spark, Prism
     chosen by name) come back unchanged."""
     args = list(args)
-    runner = _runner(args)
+    runner, positions = _runner(args)
     if runner not in DIRECT_RUNNERS:
         return args
     if runner in PRISM_FIRST_RUNNERS:
-        dropped = set(_runner_positions(args))
-        args = [a for i, a in enumerate(args) if i not in dropped] + [f"--runner={LOCAL_RUNNER}"]
+        args = [a for i, a in enumerate(args) if i not in positions] + [f"--runner={LOCAL_RUNNER}"]
     if not any(_flag_name(a) in DEPENDENCY_FLAGS for a in args if a.startswith("-")):
         args.append(LOCAL_ENVIRONMENT_FLAG)
     return args
