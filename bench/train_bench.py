@@ -35,7 +35,7 @@ from pathlib import Path
 import textops  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline_bench import DATASETS, read, run_fasttext, train_default_bow  # noqa: E402
+from pipeline_bench import DATASETS, FASTTEXT_EPOCHS, read, run_fasttext, train_default_bow  # noqa: E402
 
 SHARED = ("ag_news", "sms_spam", "trec", "banking77", "twenty_newsgroups", "wisesight_sentiment")
 TARGET_RATIO = 3.0  # training time <= 3 x fastText's (issue #12)
@@ -97,7 +97,8 @@ def run_bow(data: Path) -> dict:
     accuracy = sum(model.classes[p] == y for p, y in zip(predicted, test_labels)) / len(test_labels)
     return {
         "train_rows": len(texts),
-        "epochs": config.epochs,
+        "epochs": config.epochs,  # the most; early stopping trains fewer
+        "epochs_run": len(timer.epochs),
         "batch_size": config.batch_size_for(len(texts)),
         "learning_rate": config.learning_rate_for(len(texts)),
         "seconds": timer.train_seconds,
@@ -114,19 +115,24 @@ def fmt(v, digits=1):
 
 def print_tables(results: dict) -> None:
     print("\nTraining speed and accuracy, default bow model vs fastText (same split, same run)\n")
-    print("| dataset | train rows | bow train s | fastText s | bow ÷ fastText time | bow ex/s | fastText ex/s "
+    print("| dataset | train rows | bow epochs | bow train s | fastText s | bow ÷ fastText time | bow ex/s | fastText ex/s "
           "| bow acc | fastText acc | acc − fastText | first ÷ later epoch |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, runs in results.items():
         b = {k: statistics.median(r["bow"][k] for r in runs) for k in ("seconds", "accuracy", "first_epoch_s")}
         later = [r["bow"]["later_epoch_s"] for r in runs if r["bow"]["later_epoch_s"]]
         f = {k: statistics.median(r["fasttext"][k] for r in runs) for k in ("seconds", "accuracy")}
-        rows, epochs = runs[0]["bow"]["train_rows"], runs[0]["bow"]["epochs"]
+        rows = runs[0]["bow"]["train_rows"]
+        # examples/s over the epochs trained (early stopping trains fewer than the bow's most);
+        # results saved before the epochs run were recorded show "-"
+        run_counts = [r["bow"].get("epochs_run") for r in runs]
+        bow_epochs = statistics.median(run_counts) if None not in run_counts else None
+        ft_epochs = runs[0]["fasttext"].get("epochs", FASTTEXT_EPOCHS)
         ratio = b["seconds"] / f["seconds"]
         first_later = b["first_epoch_s"] / statistics.median(later) if later else None
         print(
-            f"| {name} | {rows:,} | {fmt(b['seconds'], 2)} | {fmt(f['seconds'], 2)} | {ratio:.2f} "
-            f"| {fmt(rows * epochs / b['seconds'], 0)} | {fmt(rows * epochs / f['seconds'], 0)} "
+            f"| {name} | {rows:,} | {fmt(bow_epochs, 0)} | {fmt(b['seconds'], 2)} | {fmt(f['seconds'], 2)} | {ratio:.2f} "
+            f"| {fmt(bow_epochs and rows * bow_epochs / b['seconds'], 0)} | {fmt(rows * ft_epochs / f['seconds'], 0)} "
             f"| {b['accuracy']:.4f} | {f['accuracy']:.4f} | {100 * (b['accuracy'] - f['accuracy']):+.2f} pts "
             f"| {fmt(first_later, 2)} |"
         )
