@@ -97,3 +97,55 @@ def test_idf_survives_a_keras_weights_round_trip(tmp_path):
     )
     ids = {"tokens": _sparse([[0, 1], [2]])}
     np.testing.assert_allclose(again(ids).numpy(), model(ids).numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("combiner", model_lib.COMBINERS)
+@pytest.mark.parametrize("weighting", ["idf", "none"])
+def test_bag_equals_tensorflows_safe_embedding_lookup_sparse_values_and_gradients(weighting, combiner):
+    """The bag computes its weighted mean directly (fewer ops than TensorFlow's function); it must
+    give that function's numbers and gradients, an empty row (an empty text) and repeats included."""
+    rng = np.random.default_rng(3)
+    layer = model_lib.EmbeddingBag(50, 8, combiner=combiner, weighting=weighting)
+    layer.build(None)
+    if weighting == "idf":
+        layer.set_document_frequency(rng.integers(0, 30, size=50), documents=30)
+    rows = [list(rng.integers(0, 50, size=n)) for n in (5, 1, 12)] + [[7, 7, 7, 3]]
+    indices = [[i, j] for i, r in enumerate(rows) for j in range(len(r))]
+    values = [v for r in rows for v in r]
+    # rows 2 and 5 of 6 have no ids (empty texts; the last one as a batch's trailing text can be)
+    ids = tf.SparseTensor(
+        tf.constant([[i if i < 2 else i + 1, j] for i, j in indices], tf.int64), tf.constant(values, tf.int64), [6, 12]
+    )
+    weights = None
+    if weighting == "idf":
+        weights = tf.SparseTensor(ids.indices, tf.gather(layer.idf, ids.values), ids.dense_shape)
+    upstream = tf.constant(rng.normal(size=(6, 8)), tf.float32)
+    with tf.GradientTape(persistent=True) as tape:
+        ours = layer(ids)
+        reference = tf.nn.safe_embedding_lookup_sparse(layer.embeddings, ids, weights, combiner=combiner)
+        ours_loss, reference_loss = tf.reduce_sum(ours * upstream), tf.reduce_sum(reference * upstream)
+    np.testing.assert_allclose(ours.numpy(), reference.numpy(), rtol=1e-5, atol=1e-7)
+    assert not ours.numpy()[[2, 5]].any() and ours.numpy()[[0, 1, 3, 4]].any()  # empty texts embed to zeros
+    ours_grad = tf.convert_to_tensor(tape.gradient(ours_loss, layer.embeddings))
+    reference_grad = tf.convert_to_tensor(tape.gradient(reference_loss, layer.embeddings))
+    np.testing.assert_allclose(ours_grad.numpy(), reference_grad.numpy(), rtol=1e-5, atol=1e-7)
+    assert np.abs(ours_grad.numpy()).sum() > 0
+
+
+def test_unknown_combiner_is_refused():
+    with pytest.raises(ValueError, match="combiner must be one of"):
+        model_lib.EmbeddingBag(4, 2, combiner="max")
+
+
+def test_bag_sums_in_float32_under_mixed_precision():
+    import tf_keras as keras
+
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        layer = model_lib.EmbeddingBag(4, 2, weighting="idf")
+        layer.build(None)
+        out = layer(_sparse([[0, 1, 1], [3]]))
+        assert out.dtype == tf.float16 and layer.embeddings.dtype == tf.float32
+        assert np.isfinite(out.numpy()).all()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

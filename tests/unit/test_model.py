@@ -29,6 +29,27 @@ def test_lazy_adam_updates_only_the_rows_a_batch_touches():
     np.testing.assert_allclose(table.numpy()[[1, 4]], 0.9, atol=1e-5)
 
 
+def test_lazy_adam_equals_adam_on_rows_touched_every_step_repeats_included():
+    """Rows a sparse gradient names several times (an n-gram repeated in a text, or in a batch)
+    get the sum of their slices, as dense Adam would: equal to Keras' Adam over steps that touch
+    every row (lazy and dense then coincide)."""
+    ids = tf.constant([0, 0, 1, 2, 2, 2, 0])
+    scale = tf.constant([[1.0], [3.0], [0.5], [2.0], [-1.0], [0.25], [4.0]])
+    lazy_table, dense_table = tf.Variable(tf.ones([3, 2])), tf.Variable(tf.ones([3, 2]))
+    lazy, dense = LazyAdam(learning_rate=0.1), keras.optimizers.Adam(learning_rate=0.1)
+    for step in range(3):
+        for table, opt in ((lazy_table, lazy), (dense_table, dense)):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(tf.square(tf.gather(table, ids) * scale * (step + 1)))
+            grad = tape.gradient(loss, table)
+            if opt is lazy:
+                assert isinstance(grad, tf.IndexedSlices) and grad.indices.shape[0] == 7  # one slice per occurrence
+            else:
+                grad = tf.convert_to_tensor(grad)
+            opt.apply_gradients([(grad, table)])
+        np.testing.assert_allclose(lazy_table.numpy(), dense_table.numpy(), rtol=1e-5)
+
+
 def test_epoch_metrics_match_scikit_learn():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 4, 300)
