@@ -91,7 +91,9 @@ def run_fasttext(train, test, workdir: Path) -> dict:
     with open(train_file, "w", encoding="utf-8") as f:
         f.writelines(f"{label(y)} {fasttext_text(t)}\n" for t, y in zip(*train))
     started = time.perf_counter()
-    model = fasttext.train_supervised(str(train_file), wordNgrams=2, epoch=5, thread=2, lr=1.0, verbose=0)
+    model = fasttext.train_supervised(
+        str(train_file), wordNgrams=2, epoch=pipeline_bench.FASTTEXT_EPOCHS, thread=2, lr=1.0, verbose=0
+    )
     seconds = time.perf_counter() - started
     by_label = {label(y): y for y in set(train[1])}
     predicted, _ = model.predict([fasttext_text(t) for t in test[0]])

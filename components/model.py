@@ -105,11 +105,10 @@ class EmbeddingBag(keras.layers.Layer):
     The weighted mean is computed directly rather than by ``tf.nn.safe_embedding_lookup_sparse``
     (the same numbers, up to the order of the sums): that function's pruning of invalid ids and
     weights, filling of empty rows and ``unique`` before its gather made the train step's graph
-    344 ops instead of 259 here, its trace and first run 0.38 s instead of 0.20 s (paid in every
-    Trainer's first epoch) and its forward pass twice as slow (6.7 vs 3.2 ms a batch of 256 on the
-    100k ag_news copy). The ids come from the vocabulary lookup, so they are never negative or out
-    of range; the one sparse gradient (a row per occurrence) is merged per row by the optimizer
-    (``LazyAdam``) as before.
+    larger, its trace and first run (paid in every Trainer's first epoch) longer and its forward
+    pass twice as slow (README, "The bag's own ops"). The ids come from the vocabulary lookup, so
+    they are never negative or out of range; the sparse gradient (a slice per occurrence) is
+    summed per row by Keras' ``apply_gradients`` before the optimizer's update.
     """
 
     def __init__(self, input_dim: int, output_dim: int, combiner: str = "mean", weighting: str = "none", **kwargs):
