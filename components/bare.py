@@ -100,6 +100,7 @@ def _train_eval_datasets(tokenizer, texts, labels, classes, train_config, eval_t
     """The shuffled training batches and the evaluation batches: of the eval data when given,
     else, under early stopping, of a hold-out of the training data (as the Trainer does without
     a validation split), else None."""
+    training.seed_everything(train_config.seed)  # before the shuffle is built (InMemorySplit.batches)
     train = training.InMemorySplit.read(_dataset(tokenizer, texts, labels, classes))
     evaluation = None
     if eval_texts is not None and eval_labels is not None:

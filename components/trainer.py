@@ -55,7 +55,9 @@ class TrainerConfig:
     dropout: float = 0.0
     ngram_weighting: str = "idf"  # bow: model.BowConfig.ngram_weighting
     learning_rate: Optional[float] = None  # None: DEFAULT_LEARNING_RATE[model_kind], scaled to the batch size
-    epochs: int = 20  # the most, with early stopping (the default); TrainingSettings.epochs
+    # The most epochs with early stopping (the default), else exactly these; None: by the
+    # split's size (training.auto_epochs); TrainingSettings.epochs.
+    epochs: Optional[int] = None
     batch_size: Optional[int] = None  # None: DEFAULT_BATCH_SIZE[model_kind]
     shuffle_buffer: int = 100_000
     seed: int = 42
@@ -93,6 +95,10 @@ class TrainerConfig:
         if self.model_kind == "bow" and train_examples is not None:
             return training.auto_batch_size(train_examples, largest)
         return largest
+
+    def epochs_for(self, train_examples: Optional[int] = None) -> int:
+        """The set epochs, else ``training.auto_epochs`` of the split's size."""
+        return self.epochs or training.auto_epochs(train_examples)
 
     def learning_rate_for(self, train_examples: Optional[int] = None) -> float:
         """The set learning rate, else the model's default scaled to ``batch_size_for``."""
@@ -139,7 +145,7 @@ class TrainerConfig:
 
     def train_config(self, train_examples: Optional[int] = None) -> training.TrainConfig:
         return training.TrainConfig(
-            epochs=self.epochs,
+            epochs=self.epochs_for(train_examples),
             batch_size=self.batch_size_for(train_examples),
             shuffle_buffer=self.shuffle_buffer,
             seed=self.seed,
@@ -171,7 +177,7 @@ class TrainerConfig:
             dropout=m.dropout,
             ngram_weighting=m.ngram_weighting,
             learning_rate=settings.training.learning_rate,
-            epochs=settings.training.epochs,
+            epochs=None if settings.training.epochs == "auto" else settings.training.epochs,
             batch_size=settings.training.batch_size,
             shuffle_buffer=settings.training.shuffle_buffer,
             seed=settings.training.seed,
@@ -279,6 +285,7 @@ class TrainingData:
     def datasets(self, config: TrainerConfig) -> tuple[tf.data.Dataset, tf.data.Dataset]:
         """(train, eval): train shuffled and batched by ``config.batch_size_for`` its size."""
         batch_size = config.batch_size_for(self.train_examples)
+        training.seed_everything(config.seed)  # before the shuffle is built (InMemorySplit.batches)
         if self.holds_out(config):  # the eval split (the gate's) is then never read
             train, evaluation = self._split("train").hold_out(training.HOLDOUT_FRACTION, config.seed)
         else:
@@ -396,7 +403,8 @@ EPOCHS_KEY = "epochs"
 class TextTrainerSpec(standard_component_specs.TrainerSpec):
     PARAMETERS = {
         **standard_component_specs.TrainerSpec.PARAMETERS,
-        # Overrides custom_config["epochs"]; a RuntimeParameter on Kubeflow (per-run setting).
+        # Overrides custom_config["epochs"] unless 0 (training.epochs: auto); a RuntimeParameter
+        # on Kubeflow (per-run setting).
         EPOCHS_KEY: ExecutionParameter(type=int, optional=True),
     }
 
@@ -406,7 +414,7 @@ class _Executor(tfx_trainer_executor.GenericExecutor):
         epochs = exec_properties.get(EPOCHS_KEY)
         if epochs:
             if int(epochs) < 1:
-                raise ValueError(f"epochs must be >= 1, got {epochs}")
+                raise ValueError(f"epochs must be >= 1 (0: by the split's size), got {epochs}")
             custom = json.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "{}")
             custom["epochs"] = int(epochs)
             exec_properties = {**exec_properties, standard_component_specs.CUSTOM_CONFIG_KEY: json.dumps(custom)}

@@ -58,6 +58,25 @@ def auto_batch_size(train_examples: int, largest: int) -> int:
     return max(REFERENCE_BATCH_SIZE, min(largest, train_examples // MIN_STEPS_PER_EPOCH))
 
 
+MOST_EPOCHS = 20  # training.epochs: auto on a split of up to EPOCH_BUDGET_EXAMPLES / MOST_EPOCHS rows
+FEWEST_AUTO_EPOCHS = 5  # fastText's default epochs
+EPOCH_BUDGET_EXAMPLES = 500_000  # training.epochs: auto passes over at most this many examples (above the floor)
+
+
+def auto_epochs(train_examples: Optional[int]) -> int:
+    """The most epochs for a split of ``train_examples`` rows (``training.epochs: auto``):
+    ``MOST_EPOCHS`` on a split of up to 25,000 rows, fewer on a larger one, so that a run passes
+    over at most ``EPOCH_BUDGET_EXAMPLES`` examples, but never fewer than fastText's 5.
+
+    The learning rate decays to 0 over these epochs and early stopping usually ends sooner; on a
+    large split each epoch is many more updates, and 20 passes with a patience of 2 epochs cost
+    far more than they gain (README, "Training speed": a 100k-row split trained 8 epochs to reach
+    what 5 reach). Unknown size: ``MOST_EPOCHS``."""
+    if not train_examples:
+        return MOST_EPOCHS
+    return max(FEWEST_AUTO_EPOCHS, min(MOST_EPOCHS, math.ceil(EPOCH_BUDGET_EXAMPLES / train_examples)))
+
+
 def scaled_learning_rate(learning_rate_at_reference: float, batch_size: int) -> float:
     """The square-root scaling rule for Adam-type optimizers: a batch ``k`` times larger takes a
     learning rate ``sqrt(k)`` times larger (the gradient noise falls by ``sqrt(k)``; Malladi et
@@ -126,12 +145,23 @@ class InMemorySplit:
         return inputs, tf.gather(self.labels, index)
 
     def batches(self, batch_size: int, *, shuffle: bool, shuffle_buffer: int = 100_000, seed: int = 42) -> tf.data.Dataset:
-        """(features, label) batches, reshuffled every epoch when ``shuffle``; known cardinality."""
+        """(features, label) batches, reshuffled every epoch when ``shuffle``; known cardinality.
+
+        The order follows ``seed`` *and* TensorFlow's global seed (``tf.data``'s shuffle combines
+        the two): call ``seed_everything`` first, or the first training of a process (no global seed
+        yet) shuffles differently from every later one with the same seed."""
         indices = tf.data.Dataset.range(self.size)
         if shuffle:
             indices = indices.shuffle(min(self.size, shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
         batches = indices.batch(batch_size).map(self._gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def seed_everything(seed: int) -> None:
+    """Python's, NumPy's and TensorFlow's global seeds (``keras.utils.set_random_seed``): what a
+    training job calls before it builds its datasets, so that a run with the same seed trains
+    the same model whatever ran before it in the process."""
+    keras.utils.set_random_seed(seed)
 
 
 def prepare_dataset(
@@ -372,7 +402,7 @@ def train(
     epoch; a job killed mid-way and started again with the same directory resumes from its last
     completed epoch instead of starting over (the directory is removed when training finishes).
     """
-    keras.utils.set_random_seed(config.seed)
+    seed_everything(config.seed)
     strategy = strategy or tf.distribute.get_strategy()
     history: dict[str, list[float]] = {}
     if isinstance(model_config, transformer_lib.ClassifierConfig):

@@ -162,7 +162,7 @@ def build_pipeline(settings: Settings, data_root: Optional[str] = None):
     """The pipeline object as compiled for Kubeflow (pipeline parameters, resources)."""
     from tfx import v1 as tfx
 
-    from textops.pipelines.pipeline import Locations, RunParameters, create_pipeline
+    from textops.pipelines.pipeline import Locations, RunParameters, create_pipeline, epochs_parameter
 
     kf = settings.kubeflow
     data_root = data_root or kf.data_root
@@ -183,7 +183,7 @@ def build_pipeline(settings: Settings, data_root: Optional[str] = None):
     param = tfx.dsl.experimental.RuntimeParameter
     parameters = RunParameters(
         data_root=param(name="data_root", ptype=str, default=data_root),
-        epochs=param(name="epochs", ptype=int, default=settings.training.epochs),
+        epochs=param(name="epochs", ptype=int, default=epochs_parameter(settings)),  # 0: training.epochs auto
         thresholds={
             m: param(name=f"min_{m}", ptype=float, default=float(v))
             for m, v in settings.evaluation.thresholds.gated().items()

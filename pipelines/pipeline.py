@@ -51,6 +51,13 @@ COMPONENT_ORDER = (
 )
 
 
+def epochs_parameter(settings: Settings) -> int:
+    """The Trainer's ``epochs`` parameter for ``training.epochs``: the number, or 0 for ``auto``
+    (0 overrides nothing: the Trainer applies the rule of its config, ``training.auto_epochs``)."""
+    epochs = settings.training.epochs
+    return 0 if epochs == "auto" else int(epochs)
+
+
 @dataclasses.dataclass(frozen=True)
 class RunParameters:
     """What users change per run. Plain values locally; Kubeflow RuntimeParameters on a cluster
@@ -62,7 +69,7 @@ class RunParameters:
 
     @classmethod
     def from_settings(cls, settings: Settings, source: DataSource) -> "RunParameters":
-        return cls(source.input_base, settings.training.epochs, settings.evaluation.thresholds.gated())
+        return cls(source.input_base, epochs_parameter(settings), settings.evaluation.thresholds.gated())
 
 
 @dataclasses.dataclass(frozen=True)

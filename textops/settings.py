@@ -148,7 +148,11 @@ class ModelSettings(_Section):
 
 class TrainingSettings(_Section):
     # With early stopping (the default) the most epochs trained; without, exactly this many.
-    epochs: int = Field(20, ge=1)
+    # auto: 20 on a split of up to 25,000 rows, fewer on a larger one (no run passes over more than
+    # 500,000 examples), never fewer than 5 (fastText's); README, "Training speed".
+    epochs: Union[Literal["auto"], int] = Field(
+        "auto", description="the most epochs (with early stopping), or exactly this many (without); auto: by the split's size"
+    )
     # Stop once the validation split's macro-F1 has not improved for this many epochs and keep
     # the best epoch's weights; the validation split is the data's own, else 10% of train held
     # out (never the test split). 0: train exactly `epochs` (README, "Accuracy").
@@ -168,6 +172,13 @@ class TrainingSettings(_Section):
     checkpoint_dir: Optional[str] = None
     seed: int = 42
     shuffle_buffer: int = Field(100_000, ge=1)
+
+    @field_validator("epochs", mode="before")
+    @classmethod
+    def _epochs(cls, v: Any) -> Any:
+        if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            return v
+        raise ValueError("should be auto or an integer greater than or equal to 1")
 
 
 class TuningSettings(_Section):

@@ -103,7 +103,7 @@ def test_pipeline_parameters_exist_and_flow_into_the_components(direct):
 
     # Every root parameter has its type and a default (the settings' values): a run needs no value.
     defaults = {n: json_format.MessageToDict(p)["defaultValue"] for n, p in params.items()}
-    assert defaults["data_root"] == "gs://bucket/data" and defaults["epochs"] == 20  # training.epochs: the most under early stopping
+    assert defaults["data_root"] == "gs://bucket/data" and defaults["epochs"] == 0  # training.epochs auto: the Trainer's rule
     assert defaults["min_auc"] == 0.7 and defaults["min_f1"] == 0.5
     assert params["epochs"].parameter_type == pipeline_spec_pb2.ParameterType.NUMBER_INTEGER
     assert source("CsvExampleGen", "input_base") == "data_root"
@@ -189,7 +189,7 @@ def test_vertex_pipeline_job_json(tmp_path):
     assert spec.schema_version == "2.1.0" and "Trainer" in spec.root.dag.tasks
     assert data["displayName"] == "textops"
     assert data["runtimeConfig"]["gcsOutputDirectory"] == "gs://bucket/root"
-    assert data["runtimeConfig"]["parameterValues"]["epochs"] == 20 and data["runtimeConfig"]["parameterValues"]["min_auc"] == 0.7
+    assert data["runtimeConfig"]["parameterValues"]["epochs"] == 0 and data["runtimeConfig"]["parameterValues"]["min_auc"] == 0.7
     assert "constantValue" not in json.dumps(data)
     for label, executor in executors(spec).items():
         container = executor["container"]

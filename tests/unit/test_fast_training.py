@@ -96,6 +96,27 @@ def test_batch_size_and_learning_rate_rules():
     assert config.train_config(100_000).batch_size == 256
     fixed = TrainerConfig(text_column="text", oov_buckets=10, batch_size=48, learning_rate=0.002)
     assert fixed.batch_size_for(100_000) == 48 and fixed.learning_rate_for(100_000) == 0.002
+    assert config.epochs_for(10_000) == 20 and config.epochs_for(25_000) == 20 and config.epochs_for(None) == 20
+    assert config.epochs_for(50_000) == 10 and config.epochs_for(100_000) == 5 and config.epochs_for(10_000_000) == 5
+    assert config.epochs_for(30_000) == math.ceil(training.EPOCH_BUDGET_EXAMPLES / 30_000) == 17
+    assert config.train_config(100_000).epochs == 5 and config.train_config(100_000).lr_decay
+    assert TrainerConfig(text_column="text", oov_buckets=10, epochs=30).train_config(100_000).epochs == 30  # set: kept
     transformer = TrainerConfig(text_column="text", oov_buckets=10, model_kind="transformer")
     assert transformer.batch_size_for(100_000) == 32
     assert transformer.learning_rate_for(100_000) == pytest.approx(DEFAULT_LEARNING_RATE["transformer"])
+
+
+def test_same_seed_same_model_whatever_global_seed_the_process_had(demo_dir):
+    """tf.data's shuffle combines its own seed with TensorFlow's global one: a process's first
+    training (no global seed yet) used to shuffle, and so train, differently from its later ones."""
+    rows = read_csv(demo_dir / "train.csv")[:600]
+    weights = []
+    for global_seed in (None, 5):  # a fresh process; one where something else set a seed first
+        tf.random.set_seed(global_seed)
+        model = bare.train_bare(
+            [r["text"] for r in rows], [r["label"] for r in rows],
+            train_config=training.TrainConfig(epochs=2, batch_size=32, early_stopping_patience=0),
+        )
+        weights.append([w.numpy() for w in model.model.weights])
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)

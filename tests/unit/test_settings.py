@@ -17,6 +17,7 @@ def test_yaml_file_then_overrides_win(tmp_path: Path):
     cfg.write_text("training:\n  epochs: 7\n  batch_size: 16\ndata:\n  text_column: message\n")
     s = load_settings(cfg, ["training.epochs=3", "evaluation.thresholds.auc=null", "schema.fail_on_anomalies=false"])
     assert s.training.epochs == 3 and s.training.batch_size == 16
+    assert load_settings(None).training.epochs == "auto"  # by the split's size (training.auto_epochs)
     assert s.data.text_column == "message"
     assert "auc" not in s.evaluation.thresholds.gated()
     assert s.schema_.fail_on_anomalies is False
@@ -33,7 +34,8 @@ def test_round_trip_through_yaml(tmp_path: Path):
     "override, fragment",
     [
         ("training.epoch=3", "training.epoch: unknown setting"),
-        ("training.epochs=0", "training.epochs: Input should be greater than or equal to 1"),
+        ("training.epochs=0", "training.epochs: Value error, should be auto or an integer greater than or equal to 1 (got 0)"),
+        ("training.epochs=many", "training.epochs: Value error, should be auto or an integer"),
         ("training.strategy=tpu", "training.strategy"),
         ("evaluation.thresholds.f1=1.5", "evaluation.thresholds.f1"),
         ("data.label_column=text", "text_column and label_column must name different columns"),
