@@ -97,7 +97,7 @@ def run_bow(data: Path) -> dict:
     accuracy = sum(model.classes[p] == y for p, y in zip(predicted, test_labels)) / len(test_labels)
     return {
         "train_rows": len(texts),
-        "epochs": config.epochs,  # the most; early stopping trains fewer
+        "epochs": config.epochs_for(len(texts)),  # the most (training.epochs auto); early stopping trains fewer
         "epochs_run": len(timer.epochs),
         "batch_size": config.batch_size_for(len(texts)),
         "learning_rate": config.learning_rate_for(len(texts)),
