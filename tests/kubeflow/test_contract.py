@@ -117,6 +117,12 @@ def test_pipeline_parameters_exist_and_flow_into_the_components(direct):
     assert tasks["Trainer"].caching_options.enable_cache
 
 
+def test_epochs_parameter_default_is_the_setting_or_0_for_auto(tmp_path):
+    _, spec, _ = _compile(tmp_path, ["training.epochs=7"])
+    params = spec.root.input_definitions.parameters
+    assert json_format.MessageToDict(params["epochs"])["defaultValue"] == 7  # set: exactly that (or the most)
+
+
 def test_beam_args_match_the_environment(direct, tmp_path):
     _, spec, _ = direct
     args = executors(spec)["Transform_executor"]["container"]["args"]
