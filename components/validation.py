@@ -65,6 +65,17 @@ def _common(feature: statistics_pb2.FeatureNameStatistics):
     return None
 
 
+def _empty_values(common: statistics_pb2.CommonStatistics) -> int:
+    """Examples whose feature is present with no value (how CsvExampleGen writes an empty field;
+    TFDV does not count them as missing). Exact for a feature of at most one value an example (a
+    label); at least 1 when some example of a multi-valued feature has none."""
+    if common.min_num_values > 0 or common.max_num_values < 1:  # none empty; or no value counts at all
+        return 0
+    if common.max_num_values <= 1:
+        return int(common.num_non_missing - common.tot_num_values)
+    return 1
+
+
 def _column_names(stats: statistics_pb2.DatasetFeatureStatistics) -> list[str]:
     return sorted(f.path.step[0] if f.path.step else f.name for f in stats.features)
 
@@ -106,9 +117,12 @@ def check_contract(
                     "a classifier needs class names or integer class ids"
                 )
             common = _common(feature)
-            if common is not None and common.num_missing:
+            absent = int(common.num_missing) if common is not None else 0
+            if role == "label" and common is not None:
+                absent += _empty_values(common)  # a CSV's empty field: present, with no value
+            if absent:
                 problems.append(
-                    f"split '{split}': {int(common.num_missing)} of {stats.num_examples} examples have an "
+                    f"split '{split}': {absent} of {stats.num_examples} examples have an "
                     f"empty or missing {role} ('{column}'); fix or drop those rows"
                 )
         if split == "train":

@@ -386,7 +386,34 @@ def _record_problem(path: str, line: int, record: str, exc: csv.Error) -> str:
             "endings (e.g. old Mac \\r endings inside \\n ones). Convert it to \\n or \\r\\n line endings "
             "(e.g. `dos2unix`), or quote the field that holds the \\r"
         )
+    if "field larger than field limit" in str(exc):
+        return (
+            f"{path}: line {line}: a field longer than {csv.field_size_limit():,} characters, the most "
+            "CsvExampleGen's CSV reader (Python's csv module) takes; shorten that text, or give the data as "
+            "JSON Lines or Parquet, which have no such limit"
+        )
     return f"{path}: line {line}: malformed CSV record: {exc}"
+
+
+def _foreign_encoding(raw: bytes) -> Optional[str]:
+    """What a file that is not UTF-8 text recognisably is (a compressed or UTF-16/32 file), as the
+    rest of a message after its path; None otherwise."""
+    if raw.startswith(b"\x1f\x8b"):
+        return "is gzip-compressed; decompress it (gunzip) or give it as .jsonl.gz / .tfrecord.gz"
+    if raw.startswith(b"PK\x03\x04"):
+        return "is a ZIP archive (or an .xlsx workbook); extract it or export the sheet as CSV (UTF-8)"
+    for bom, name in ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
+                      (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16")):
+        if raw.startswith(bom):
+            return f"is {name} text, not UTF-8; re-encode it (e.g. iconv -f {name} -t UTF-8)"
+    return None
+
+
+def _blank_label(path: str, where: str, column: str) -> str:
+    return (
+        f"{path}: {where}: the label ({column!r}) is empty; every example needs its class: "
+        "fill it in, or drop the row"
+    )
 
 
 def _check_csv(path: str, settings: DataSettings) -> tuple[list[str], Optional[list[str]]]:
@@ -399,6 +426,9 @@ def _check_csv(path: str, settings: DataSettings) -> tuple[list[str], Optional[l
         raw = f.read()
     if not raw.strip():
         return [f"{path} is empty; it needs a header ({settings.text_column},{settings.label_column}) and rows"], None
+    encoding = _foreign_encoding(raw)
+    if encoding:
+        return [f"{path} {encoding}"], None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -416,6 +446,12 @@ def _check_csv(path: str, settings: DataSettings) -> tuple[list[str], Optional[l
             "old Mac (\\r) or mixed line endings. Convert it to \\n or \\r\\n line endings (e.g. `dos2unix`)"
         ], None
     header = first_line.strip().split(",")  # as CsvExampleGen reads it (tfx.utils.io_utils)
+    twice = sorted({c for c in header if header.count(c) > 1 and c in (settings.text_column, settings.label_column)})
+    if twice:
+        return [
+            f"{path}: the header names {', '.join(repr(c) for c in twice)} more than once ({header}); "
+            "rename the other column(s) so each name is one column"
+        ], None
     missing = [c for c in (settings.text_column, settings.label_column) if c not in header]
     if missing:
         quoted = " (CsvExampleGen reads the header unquoted: write the column names without quotes)" if '"' in first_line else ""
@@ -454,6 +490,11 @@ def _check_csv(path: str, settings: DataSettings) -> tuple[list[str], Optional[l
                     'quote fields that contain commas, e.g. "a, b",label'
                 )
             continue
+        if not fields[label_index].strip():
+            bad += 1
+            if bad <= MAX_PROBLEMS_PER_FILE:
+                problems.append(_blank_label(path, f"line {line}", settings.label_column))
+            continue
         rows += 1
         labels.append(fields[label_index])
     if bad > MAX_PROBLEMS_PER_FILE:
@@ -483,7 +524,34 @@ def _check_labels(labels: list[str], files: list[str], settings: DataSettings) -
             f"the label column '{settings.label_column}' of {where} has {len(classes)} distinct value(s) "
             f"({', '.join(repr(c) for c in sorted(classes)[:1])}); a classifier needs at least 2"
         ]
+    spelled: dict[str, list[str]] = {}
+    for label in sorted(classes):
+        spelled.setdefault(label.strip(), []).append(label)
+    clashes = [variants for variants in spelled.values() if len(variants) > 1]
+    if clashes:
+        shown = "; ".join(" and ".join(repr(v) for v in variants) for variants in clashes[:3])
+        return [
+            f"the label column '{settings.label_column}' of {where} spells {len(clashes)} class(es) with and without "
+            f"surrounding spaces ({shown}{'; ...' if len(clashes) > 3 else ''}): they would train as different classes. "
+            "Strip the spaces from the labels (a space after the comma in \"text, label\" rows is part of the field)"
+        ]
     return []
+
+
+def _check_eval_classes(train: list[str], evaluation: list[str], eval_file: str, settings: DataSettings) -> list[str]:
+    """Classes of the given eval split that no training example has: the model cannot predict them
+    (ExampleValidator would find them only after ExampleGen and StatisticsGen)."""
+    known = set(train)
+    unseen = sorted({label for label in evaluation if label not in known})
+    if not unseen:
+        return []
+    rows = sum(1 for label in evaluation if label not in known)
+    return [
+        f"{eval_file}: {rows:,} of {len(evaluation):,} rows have a class the training data lacks "
+        f"({', '.join(repr(u) for u in unseen[:5])}{' and more' if len(unseen) > 5 else ''}) in "
+        f"'{settings.label_column}'; the model cannot learn a class it never sees: add training examples of it, "
+        "or drop those rows"
+    ]
 
 
 def _check_tfrecord(path: str) -> list[str]:
@@ -512,6 +580,8 @@ def _record_problems(path: str, where: str, record: Any, settings: DataSettings)
             return f"{path}: {where}: {column!r} is {type(value).__name__} {value!r:.60}; it must be a string" + (
                 " or an integer" if column == settings.label_column else ""
             )
+    if isinstance(record[settings.label_column], str) and not record[settings.label_column].strip():
+        return _blank_label(path, where, settings.label_column)
     return None
 
 
@@ -523,6 +593,9 @@ def _check_jsonl(path: str, settings: DataSettings) -> tuple[list[str], Optional
             raw = f.read()
     except OSError as exc:
         return [f"{path}: cannot read it: {exc}"], None
+    encoding = None if path.endswith(".gz") else _foreign_encoding(raw)
+    if encoding:
+        return [f"{path} {encoding}"], None
     problems: list[str] = []
     labels: list[str] = []
     bad = rows = 0
@@ -590,7 +663,14 @@ def _check_parquet(path: str, settings: DataSettings) -> tuple[list[str], Option
             nulls = table.column(column).null_count
             if nulls:
                 problems.append(f"{path}: row group {group}: {nulls} null value(s) in {column!r}")
-        labels.extend(str(v) for v in table.column(settings.label_column).to_pylist())
+        group_labels = [str(v) for v in table.column(settings.label_column).to_pylist()]
+        blank = sum(1 for v in group_labels if not v.strip())
+        if blank:
+            problems.append(
+                f"{path}: row group {group}: {blank} empty label(s) in {settings.label_column!r}; every example "
+                "needs its class: fill them in, or drop those rows"
+            )
+        labels.extend(group_labels)
     return problems, (None if problems else labels)
 
 
@@ -631,24 +711,21 @@ def preflight(source: DataSource, settings: DataSettings) -> None:
     training = set(source.files[:-1] if source.has_given_split else source.files)
     labels: list[str] = []
     label_files: list[str] = []
+    eval_labels: Optional[list[str]] = None
     complete = True
     for path in source.files:
         if _is_remote(path):
             complete = complete and path not in training
             continue
-        if source.format == "csv":
-            file_problems, file_labels = _check_csv(path, settings)
-            problems.extend(file_problems)
-            if path in training and file_labels is not None:
-                labels.extend(file_labels)
-                label_files.append(path)
-        elif source.format in ("jsonl", "parquet"):
-            check = _check_jsonl if source.format == "jsonl" else _check_parquet
+        if source.format in ("csv", "jsonl", "parquet"):
+            check = {"csv": _check_csv, "jsonl": _check_jsonl, "parquet": _check_parquet}[source.format]
             file_problems, file_labels = check(path, settings)
             problems.extend(file_problems)
             if path in training and file_labels is not None:
                 labels.extend(file_labels)
                 label_files.append(path)
+            elif file_labels is not None:
+                eval_labels = file_labels
         else:
             complete = False
             problems.extend(_check_tfrecord(path))
@@ -657,6 +734,8 @@ def preflight(source: DataSource, settings: DataSettings) -> None:
         problems.extend(_check_label_names(labels, names, settings))
     if not problems and complete and label_files:
         problems.extend(_check_labels(labels, label_files, settings))
+        if eval_labels is not None and names is None:
+            problems.extend(_check_eval_classes(labels, eval_labels, source.files[-1], settings))
     if problems:
         raise DataValidationError(problems, where="input check")
 

@@ -6,6 +6,7 @@ and reads back its exit code, its stderr and which heavy modules the process had
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -80,6 +81,37 @@ CASES = {
         ["f.csv: line 3", "3 field(s) but the header has 2"],
     ),
     "one class": (lambda d: write_csv(d / "one.csv", [("a", "x"), ("b", "x")]), ["1 distinct value", "at least 2"]),
+    "empty label": (
+        lambda d: _csv_bytes(d / "el.csv", b"text,label\nfine,a\nno class,\nok,b\nblank,  \n"),
+        ["el.csv: line 3: the label ('label') is empty", "el.csv: line 5", "fill it in, or drop the row"],
+    ),
+    "label column named twice": (
+        lambda d: _csv_bytes(d / "d.csv", b"text,label,label\nfine,a,b\nok,b,a\n"),
+        ["the header names 'label' more than once"],
+    ),
+    "utf-16 file": (
+        lambda d: _csv_bytes(d / "u.csv", "text,label\nfine,a\nok,b\n".encode("utf-16")),
+        ["u.csv is UTF-16 text, not UTF-8", "iconv -f UTF-16 -t UTF-8"],
+    ),
+    "gzip file named .csv": (
+        lambda d: _csv_bytes(d / "z.csv", gzip.compress(b"text,label\nfine,a\nok,b\n")),
+        ["z.csv is gzip-compressed"],
+    ),
+    "a class spelled with and without spaces": (
+        lambda d: _csv_bytes(d / "s.csv", b"text,label\nfine,pos\nalso fine, pos\nbad,neg\n"),
+        ["spells 1 class(es) with and without surrounding spaces", "' pos' and 'pos'"],
+    ),
+    "a text longer than the CSV reader takes": (
+        lambda d: _csv_bytes(d / "long.csv", b"text,label\nfine,a\n" + b"x" * 140_000 + b",b\n"),
+        ["long.csv: line 3: a field longer than 131,072 characters", "JSON Lines or Parquet"],
+    ),
+    "eval class the training data lacks": (
+        lambda d: (
+            write_csv(d / "u" / "train.csv", GOOD),
+            write_csv(d / "u" / "test.csv", [("ok film", "pos"), ("so so", "meh"), ("meh film", "meh")]),
+        )[0].parent,
+        ["test.csv: 2 of 3 rows have a class the training data lacks ('meh')", "add training examples"],
+    ),
     "bad eval file of a given split": (
         lambda d: (write_csv(d / "split" / "train.csv", GOOD), _csv_bytes(d / "split" / "test.csv", b""))[0].parent,
         ["test.csv is empty"],
@@ -117,10 +149,15 @@ def test_max_classes_counts_the_training_files_only(tmp_path: Path):
     from textops.settings import DataSettings
 
     write_csv(tmp_path / "train.csv", [("a", "x"), ("b", "y"), ("c", "x")])
-    write_csv(tmp_path / "test.csv", [("a", "x"), ("b", "y"), ("c", "z")])
+    write_csv(tmp_path / "test.csv", [("a", "x"), ("b", "y"), ("c", "y")])
     check_input(str(tmp_path), DataSettings(max_classes=2))  # 2 training classes: accepted
     write_csv(tmp_path / "train.csv", [("a", "x"), ("b", "y"), ("c", "z")])
     with pytest.raises(DataValidationError, match="3 distinct classes"):
+        check_input(str(tmp_path), DataSettings(max_classes=2))
+    # A test class that training lacks is its own error, not a class count.
+    write_csv(tmp_path / "train.csv", [("a", "x"), ("b", "y"), ("c", "x")])
+    write_csv(tmp_path / "test.csv", [("a", "x"), ("b", "y"), ("c", "z")])
+    with pytest.raises(DataValidationError, match=r"1 of 3 rows have a class the training data lacks \('z'\)"):
         check_input(str(tmp_path), DataSettings(max_classes=2))
 
 

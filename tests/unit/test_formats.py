@@ -52,6 +52,7 @@ def test_three_formats_are_discovered_with_their_splits(tmp_path, name, fmt):
         ('{"text": "ok", "label": "a"}\n{"txt": "x", "label": "b"}\n', r"line 2: no 'text'"),
         ('{"text": "ok", "label": "a"}\n{"text": null, "label": "b"}\n', r"line 2: 'text' is NoneType"),
         ("\n\n", r"has no records"),
+        ('{"text": "ok", "label": "a"}\n{"text": "x", "label": " "}\n', r"line 2: the label \('label'\) is empty"),
     ],
 )
 def test_bad_json_lines_are_named_by_file_and_line(tmp_path, content, fragment):
@@ -71,6 +72,9 @@ def test_bad_parquet_is_named(tmp_path):
         preflight(discover(str(tmp_path), DataSettings()), DataSettings())
     pq.write_table(pa.table({"text": ["x", None], "label": ["a", "b"]}), tmp_path / "train.parquet", row_group_size=1)
     with pytest.raises(DataValidationError, match=r"row group 1: 1 null value\(s\) in 'text'"):
+        preflight(discover(str(tmp_path), DataSettings()), DataSettings())
+    pq.write_table(pa.table({"text": ["x", "y", "z"], "label": ["a", "", "b"]}), tmp_path / "train.parquet")
+    with pytest.raises(DataValidationError, match=r"row group 0: 1 empty label\(s\) in 'label'"):
         preflight(discover(str(tmp_path), DataSettings()), DataSettings())
     (tmp_path / "train.parquet").write_bytes(b"not parquet")
     with pytest.raises(DataValidationError, match="not a readable Parquet file"):

@@ -41,6 +41,22 @@ def test_wrong_type_missing_values_empty_split_and_single_label():
     assert "split 'eval' has no examples" in text
 
 
+def test_empty_labels_are_counted_as_missing_but_empty_texts_are_allowed():
+    # CsvExampleGen writes an empty field as a feature with no value, which TFDV does not count as
+    # missing: 2 of 10 labels empty here; an empty text is a valid (if useless) example.
+    s = stats(
+        """
+        num_examples: 10
+        features { path { step: "text" } type: STRING string_stats { common_stats {
+          num_non_missing: 10 min_num_values: 0 max_num_values: 1 tot_num_values: 9 } unique: 9 } }
+        features { path { step: "label" } type: STRING string_stats { common_stats {
+          num_non_missing: 10 min_num_values: 0 max_num_values: 1 tot_num_values: 8 } unique: 2 } }
+        """
+    )
+    (problem,) = check_contract({"train": s}, "text", "label")
+    assert "2 of 10 examples have an empty or missing label ('label')" in problem
+
+
 def test_float_labels_are_rejected():
     s = stats(GOOD.replace('step: "label" } type: STRING', 'step: "label" } type: FLOAT'))
     assert any("floating-point" in p for p in check_contract({"train": s}, "text", "label"))
