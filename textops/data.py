@@ -409,6 +409,42 @@ def _foreign_encoding(raw: bytes) -> Optional[str]:
     return None
 
 
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _csv_cell_type(value: str) -> str:
+    """The type CsvExampleGen infers for one CSV cell (tfx_bsl's ``_InferValueType``): "int",
+    "float", "string", or "" for an empty cell; a column takes the widest type of its cells."""
+    if not value:
+        return ""
+    try:
+        return "int" if _INT64[0] <= int(value) <= _INT64[1] else "string"
+    except ValueError:
+        try:
+            float(value)
+        except ValueError:
+            return "string"
+        return "float"
+
+
+_WIDER = {"": 0, "int": 1, "float": 2, "string": 3}
+
+
+def _numeric_column_problem(path: str, role: str, column: str, kind: str, example: str) -> Optional[str]:
+    """CsvExampleGen would type the whole text or label column as a number."""
+    if role == "text" and kind in ("int", "float"):
+        return (
+            f"{path}: the text column {column!r} holds only numbers (e.g. {example!r}), which CsvExampleGen reads as "
+            f"{kind} values, not text; point data.text_column at the column with the texts"
+        )
+    if role == "label" and kind == "float":
+        return (
+            f"{path}: the label column {column!r} holds floating-point values (e.g. {example!r}); a classifier needs "
+            "class names or integer class ids: write the labels as integers (pandas: df[col].astype(int)) or names"
+        )
+    return None
+
+
 def _blank_label(path: str, where: str, column: str) -> str:
     return (
         f"{path}: {where}: the label ({column!r}) is empty; every example needs its class: "
@@ -460,6 +496,9 @@ def _check_csv(path: str, settings: DataSettings) -> tuple[list[str], Optional[l
             "set data.text_column / data.label_column to the right names"
         ], None
     label_index = header.index(settings.label_column)
+    text_index = header.index(settings.text_column)
+    kinds = {"text": "", "label": ""}  # the widest cell type so far, and a cell of it
+    examples = {"text": "", "label": ""}
     problems: list[str] = []
     bad = 0
     labels: list[str] = []
@@ -497,10 +536,20 @@ def _check_csv(path: str, settings: DataSettings) -> tuple[list[str], Optional[l
             continue
         rows += 1
         labels.append(fields[label_index])
+        for role, index in (("text", text_index), ("label", label_index)):
+            if kinds[role] != "string":
+                kind = _csv_cell_type(fields[index])
+                if _WIDER[kind] > _WIDER[kinds[role]]:
+                    kinds[role], examples[role] = kind, fields[index]
     if bad > MAX_PROBLEMS_PER_FILE:
         problems.append(f"{path}: {bad - MAX_PROBLEMS_PER_FILE} more malformed record(s) not listed")
     if not problems and rows == 0:
         problems.append(f"{path} has a header but no rows")
+    if not problems:
+        for role, column in (("text", settings.text_column), ("label", settings.label_column)):
+            problem = _numeric_column_problem(path, role, column, kinds[role], examples[role])
+            if problem:
+                problems.append(problem)
     return problems, (None if problems else labels)
 
 

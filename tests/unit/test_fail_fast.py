@@ -112,6 +112,14 @@ CASES = {
         )[0].parent,
         ["test.csv: 2 of 3 rows have a class the training data lacks ('meh')", "add training examples"],
     ),
+    "labels written as floats": (
+        lambda d: _csv_bytes(d / "fl.csv", b"text,label\nfine,1.0\nbad,0.0\nok,1\n"),
+        ["fl.csv: the label column 'label' holds floating-point values (e.g. '1.0')", "integers"],
+    ),
+    "a text column of numbers": (
+        lambda d: _csv_bytes(d / "n.csv", b"id,text,label\n1,17,a\n2,4.5,b\n3,,a\n"),
+        ["n.csv: the text column 'text' holds only numbers (e.g. '4.5')", "data.text_column"],
+    ),
     "bad eval file of a given split": (
         lambda d: (write_csv(d / "split" / "train.csv", GOOD), _csv_bytes(d / "split" / "test.csv", b""))[0].parent,
         ["test.csv is empty"],
