@@ -37,10 +37,39 @@ CASES = {
 }
 
 
+def _rows(label_of, n: int = 400) -> bytes:
+    """``n`` rows that train, each text saying its class; ``label_of(i, cls)``: the label written."""
+    return b"text,label\n" + b"".join(
+        b"%s film number %d,%s\n" % (b"good great" if i % 2 else b"bad awful", i, label_of(i, b"pos" if i % 2 else b"neg"))
+        for i in range(n)
+    )
+
+
+# Found by trying inputs the checks above did not name (stop 27): each passed the old preflight.
+CASES.update({
+    "an empty label in row 6 of 400": _rows(lambda i, c: b"" if i == 4 else c),
+    "a class spelled with and without a space": _rows(lambda i, c: b" pos" if i == 7 else c),
+    "labels written as floats (1.0 / 0.0)": _rows(lambda i, c: b"1.0" if c == b"pos" else b"0.0"),
+    "a text column of numbers": b"text,label\n" + b"".join(b"%d,%s\n" % (i * 7919, b"ab"[i % 2 : i % 2 + 1]) for i in range(400)),
+    "a label column named twice": b"text,label,label\n" + b"".join(
+        b"%s film %d,%s,x%d\n" % (b"good" if i % 2 else b"bad", i, b"pos" if i % 2 else b"neg", i % 3) for i in range(400)
+    ),
+    "test.csv has a class train.csv lacks": {
+        "train.csv": _rows(lambda i, c: c),
+        "test.csv": _rows(lambda i, c: b"neutral" if i % 5 == 0 else c, 100),
+    },
+})
+
+
 def run_case(python: str, name: str, content, workdir: Path) -> dict:
     case_dir = Path(tempfile.mkdtemp(dir=workdir))
     data = case_dir / "data.csv"
-    if content is not None:
+    if isinstance(content, dict):  # a directory with these files
+        data = case_dir / "data"
+        data.mkdir()
+        for name, body in content.items():
+            (data / name).write_bytes(body)
+    elif content is not None:
         data.write_bytes(content)
     out = case_dir / "out"
     if name == "--output not writable":

@@ -14,10 +14,12 @@
   output, because one ExampleGen split pattern selects exactly one span.
 
 The preflight reads local files once, without TensorFlow (non-empty, UTF-8, a header with the
-configured columns, every record parsed as CsvExampleGen will: quotes balanced, no stray carriage
-returns, as many fields as the header; at least one row; between 2 and ``data.max_classes``
-training labels) so mistakes fail in a second with the file and line, instead of minutes into a
-pipeline. The ExampleValidator gate checks the same contract inside the pipeline, where
+configured columns once each, every record parsed as CsvExampleGen will: quotes balanced, no stray
+carriage returns, as many fields as the header, fields within the csv module's size limit, a
+non-empty label; the text and label columns typed as CsvExampleGen will type them; at least one
+row; between 2 and ``data.max_classes`` training labels, none spelled both with and without
+surrounding spaces; no class in a given test split that training lacks) so mistakes fail in a
+second with the file and line, instead of minutes into a pipeline. The ExampleValidator gate checks the same contract inside the pipeline, where
 data may be remote (gs://, s3://) and no preflight ran.
 """
 
@@ -26,7 +28,6 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-import io
 import os
 import re
 import shutil
