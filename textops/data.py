@@ -624,9 +624,9 @@ def _record_problems(path: str, where: str, record: Any, settings: DataSettings)
             f"{path}: {where}: no {', '.join(repr(m) for m in missing)} (has {sorted(record)[:8]}); "
             "set data.text_column / data.label_column to the right names"
         )
-    for column in (settings.text_column, settings.label_column):
+    for column, allowed in ((settings.text_column, (str,)), (settings.label_column, (str, int))):
         value = record[column]
-        if isinstance(value, bool) or not isinstance(value, (str, int)):
+        if isinstance(value, bool) or not isinstance(value, allowed):
             return f"{path}: {where}: {column!r} is {type(value).__name__} {value!r:.60}; it must be a string" + (
                 " or an integer" if column == settings.label_column else ""
             )
@@ -647,7 +647,8 @@ def _check_jsonl(path: str, settings: DataSettings) -> tuple[list[str], Optional
     if encoding:
         return [f"{path} {encoding}"], None
     problems: list[str] = []
-    labels: list[str] = []
+    labels: list[Any] = []
+    kinds: dict[str, tuple[int, int, Any]] = {}  # label type -> (records, first line, first value)
     bad = rows = 0
     for number, line in enumerate(raw.split(b"\n"), start=1):
         if not line.strip():
@@ -669,13 +670,39 @@ def _check_jsonl(path: str, settings: DataSettings) -> tuple[list[str], Optional
             if bad <= MAX_PROBLEMS_PER_FILE:
                 problems.append(problem)
             continue
+        label = record[settings.label_column]
+        kind = "integer" if isinstance(label, int) else "string"
+        count, first_line, first_value = kinds.get(kind, (0, number, label))
+        kinds[kind] = (count + 1, first_line, first_value)
         rows += 1
-        labels.append(str(record[settings.label_column]))
+        labels.append(label)
     if bad > MAX_PROBLEMS_PER_FILE:
         problems.append(f"{path}: {bad - MAX_PROBLEMS_PER_FILE} more bad line(s) not listed")
     if not problems and rows == 0:
         problems.append(f"{path} has no records; it needs one JSON object a line")
+    if len(kinds) > 1:
+        counts = " and ".join(
+            f"{n:,} {kind}s (the first at line {line}: {value!r:.40})" for kind, (n, line, value) in sorted(kinds.items())
+        )
+        problems.append(
+            f"{path}: the label column '{settings.label_column}' holds {counts}; ExampleGen writes one as an int64 "
+            "feature and the other as bytes, and a column has one type: write every label as a string, or every one "
+            "as an integer"
+        )
     return problems, (None if problems else labels)
+
+
+def _mixed_label_types(where: str, value: Any, other_where: str, other: Any, settings: DataSettings) -> str:
+    """A label of another type than the column's: ExampleGen writes an integer label as an int64 feature
+    and a string as bytes, and one column cannot be both (TFXIO fails decoding the other)."""
+    def kind(v: Any) -> str:
+        return "an integer" if isinstance(v, int) else "a string"
+
+    return (
+        f"{where}: the label {value!r:.40} is {kind(value)}, but {other_where} ({other!r:.40}) is {kind(other)}; "
+        f"'{settings.label_column}' needs one type in every record and file: write every label as a string, "
+        "or every one as an integer"
+    )
 
 
 def _check_parquet(path: str, settings: DataSettings) -> tuple[list[str], Optional[list[str]]]:
@@ -713,8 +740,8 @@ def _check_parquet(path: str, settings: DataSettings) -> tuple[list[str], Option
             nulls = table.column(column).null_count
             if nulls:
                 problems.append(f"{path}: row group {group}: {nulls} null value(s) in {column!r}")
-        group_labels = [str(v) for v in table.column(settings.label_column).to_pylist()]
-        blank = sum(1 for v in group_labels if not v.strip())
+        group_labels = table.column(settings.label_column).to_pylist()  # str or int: the column's type
+        blank = sum(1 for v in group_labels if isinstance(v, str) and not v.strip())
         if blank:
             problems.append(
                 f"{path}: row group {group}: {blank} empty label(s) in {settings.label_column!r}; every example "
@@ -762,6 +789,7 @@ def preflight(source: DataSource, settings: DataSettings) -> None:
     labels: list[str] = []
     label_files: list[str] = []
     eval_labels: Optional[list[str]] = None
+    first_label: Optional[tuple[str, Any]] = None  # (file, label): the type every file's labels must have
     complete = True
     for path in source.files:
         if _is_remote(path):
@@ -771,6 +799,12 @@ def preflight(source: DataSource, settings: DataSettings) -> None:
             check = {"csv": _check_csv, "jsonl": _check_jsonl, "parquet": _check_parquet}[source.format]
             file_problems, file_labels = check(path, settings)
             problems.extend(file_problems)
+            if file_labels:  # JSON Lines and Parquet labels keep their type (str or int): one for all files
+                if first_label is None:
+                    first_label = (path, file_labels[0])
+                elif type(file_labels[0]) is not type(first_label[1]):
+                    problems.append(_mixed_label_types(path, file_labels[0], first_label[0], first_label[1], settings))
+                file_labels = [str(label) for label in file_labels]
             if path in training and file_labels is not None:
                 labels.extend(file_labels)
                 label_files.append(path)

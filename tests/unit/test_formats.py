@@ -62,6 +62,35 @@ def test_bad_json_lines_are_named_by_file_and_line(tmp_path, content, fragment):
         preflight(discover(str(tmp_path), DataSettings()), DataSettings())
 
 
+def test_label_types_must_agree_within_and_across_files(tmp_path):
+    # ExampleGen writes an int label as int64 and a string one as bytes: TFXIO failed decoding
+    # whichever came second (a traceback from the Transform, exit 1), or the gate refused the test split.
+    rows = [{"text": f"t{i}", "label": i % 2 if i % 3 else "x"} for i in range(9)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_jsonl(tmp_path / "test.jsonl", ROWS)
+    with pytest.raises(DataValidationError, match=r"holds 6 integers \(the first at line 2: 1\) and 3 strings \(the first at line 1: 'x'\)"):
+        preflight(discover(str(tmp_path), DataSettings()), DataSettings())
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps({"text": f"t{i}", "label": i % 2}) + "\n" for i in range(4)))
+    (tmp_path / "test.jsonl").write_text(json.dumps({"text": "t", "label": "1"}) + "\n")
+    with pytest.raises(DataValidationError, match=r"test.jsonl: the label '1' is a string, but .*train.jsonl \(0\) is an integer"):
+        preflight(discover(str(tmp_path), DataSettings()), DataSettings())
+    (tmp_path / "test.jsonl").write_text(json.dumps({"text": 5, "label": 1}) + "\n")
+    with pytest.raises(DataValidationError, match=r"test.jsonl: line 1: 'text' is int 5; it must be a string"):
+        preflight(discover(str(tmp_path), DataSettings()), DataSettings())
+
+
+def test_parquet_label_types_must_agree_across_files(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"text": ["a", "b", "c"], "label": [0, 1, 0]}), tmp_path / "train.parquet")
+    pq.write_table(pa.table({"text": ["d"], "label": ["1"]}), tmp_path / "test.parquet")
+    with pytest.raises(DataValidationError, match=r"test.parquet: the label '1' is a string, but .*train.parquet \(0\) is an integer"):
+        preflight(discover(str(tmp_path), DataSettings()), DataSettings())
+    pq.write_table(pa.table({"text": ["d"], "label": [1]}), tmp_path / "test.parquet")
+    preflight(discover(str(tmp_path), DataSettings()), DataSettings())
+
+
 def test_bad_parquet_is_named(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
