@@ -31,6 +31,7 @@ import json
 import os
 import re
 import shutil
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -575,15 +576,16 @@ def _check_labels(labels: list[str], files: list[str], settings: DataSettings) -
             f"({', '.join(repr(c) for c in sorted(classes)[:1])}); a classifier needs at least 2"
         ]
     spelled: dict[str, list[str]] = {}
-    for label in sorted(classes):
-        spelled.setdefault(label.strip(), []).append(label)
+    for label in sorted(classes):  # "pos" / "pos " / " pos"; "café" composed / decomposed (NFC / NFD)
+        spelled.setdefault(unicodedata.normalize("NFC", label).strip(), []).append(label)
     clashes = [variants for variants in spelled.values() if len(variants) > 1]
     if clashes:
         shown = "; ".join(" and ".join(repr(v) for v in variants) for variants in clashes[:3])
         return [
-            f"the label column '{settings.label_column}' of {where} spells {len(clashes)} class(es) with and without "
-            f"surrounding spaces ({shown}{'; ...' if len(clashes) > 3 else ''}): they would train as different classes. "
-            "Strip the spaces from the labels (a space after the comma in \"text, label\" rows is part of the field)"
+            f"the label column '{settings.label_column}' of {where} spells {len(clashes)} class(es) in more than one way, "
+            f"with and without surrounding spaces or in two Unicode forms ({shown}{'; ...' if len(clashes) > 3 else ''}): "
+            "they would train as different classes. Strip the spaces (a space after the comma in \"text, label\" rows "
+            "is part of the field) and normalise the labels to NFC"
         ]
     return []
 

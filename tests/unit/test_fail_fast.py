@@ -99,7 +99,11 @@ CASES = {
     ),
     "a class spelled with and without spaces": (
         lambda d: _csv_bytes(d / "s.csv", b"text,label\nfine,pos\nalso fine, pos\nbad,neg\n"),
-        ["spells 1 class(es) with and without surrounding spaces", "' pos' and 'pos'"],
+        ["spells 1 class(es) in more than one way", "' pos' and 'pos'"],
+    ),
+    "a class in two Unicode forms": (
+        lambda d: _csv_bytes(d / "nfd.csv", "text,label\nfine,caf\u00e9\nalso fine,cafe\u0301\nbad,tea\n".encode("utf-8")),
+        ["spells 1 class(es) in more than one way", "normalise the labels to NFC"],
     ),
     "a text longer than the CSV reader takes": (
         lambda d: _csv_bytes(d / "long.csv", b"text,label\nfine,a\n" + b"x" * 140_000 + b",b\n"),
