@@ -32,6 +32,7 @@ import os
 import re
 import shutil
 import unicodedata
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -645,9 +646,13 @@ def _check_jsonl(path: str, settings: DataSettings) -> tuple[list[str], Optional
             raw = f.read()
     except OSError as exc:
         return [f"{path}: cannot read it: {exc}"], None
+    except (EOFError, zlib.error) as exc:  # a truncated or damaged gzip stream
+        return [f"{path}: the gzip stream is truncated or damaged ({exc}); copy or compress the file again"], None
     encoding = None if path.endswith(".gz") else _foreign_encoding(raw)
     if encoding:
         return [f"{path} {encoding}"], None
+    if raw.startswith(b"\xef\xbb\xbf"):
+        return [f"{path} starts with a UTF-8 byte-order mark, which is not JSON; save it without BOM"], None
     problems: list[str] = []
     labels: list[Any] = []
     kinds: dict[str, tuple[int, int, Any]] = {}  # label type -> (records, first line, first value)

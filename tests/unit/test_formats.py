@@ -53,12 +53,24 @@ def test_three_formats_are_discovered_with_their_splits(tmp_path, name, fmt):
         ('{"text": "ok", "label": "a"}\n{"text": null, "label": "b"}\n', r"line 2: 'text' is NoneType"),
         ("\n\n", r"has no records"),
         ('{"text": "ok", "label": "a"}\n{"text": "x", "label": " "}\n', r"line 2: the label \('label'\) is empty"),
+        ('\ufeff{"text": "ok", "label": "a"}\n', r"train.jsonl starts with a UTF-8 byte-order mark"),
     ],
 )
 def test_bad_json_lines_are_named_by_file_and_line(tmp_path, content, fragment):
     (tmp_path / "train.jsonl").write_text(content)
     write_jsonl(tmp_path / "test.jsonl", ROWS)
     with pytest.raises(DataValidationError, match=fragment):
+        preflight(discover(str(tmp_path), DataSettings()), DataSettings())
+
+
+def test_truncated_gzip_is_named(tmp_path):
+    write_jsonl(tmp_path / "full.jsonl.gz", ROWS * 50, gz=True)
+    data = (tmp_path / "full.jsonl.gz").read_bytes()
+    (tmp_path / "train.jsonl.gz").write_bytes(data[: len(data) // 2])
+    write_jsonl(tmp_path / "test.jsonl.gz", ROWS, gz=True)
+    (tmp_path / "full.jsonl.gz").unlink()
+    # EOFError escaped the check before, and click turned it into a bare "Aborted!" (exit 1).
+    with pytest.raises(DataValidationError, match=r"train.jsonl.gz: the gzip stream is truncated or damaged"):
         preflight(discover(str(tmp_path), DataSettings()), DataSettings())
 
 
