@@ -787,6 +787,35 @@ def _check_label_names(labels: list[str], names: list[str], settings: DataSettin
     ]
 
 
+def _same_split_files(source: DataSource) -> list[str]:
+    """The local files ExampleGen reads as one split: every file of a hash-split input, the window's
+    train files of span input (one per span, oldest first); the other layouts have one file a split."""
+    if not source.has_given_split:
+        files = list(source.files)
+    elif len(source.spans) > 1:
+        files = list(source.files[: len(source.spans)])
+    else:
+        return []
+    return [f for f in files if not _is_remote(f)]
+
+
+def _csv_header_problem(files: list[str]) -> Optional[str]:
+    """CSV files of one split must share their header line: CsvExampleGen reads the column names
+    once per split and fails ("Files in same split ... have different header") otherwise."""
+    headers: dict[tuple[str, ...], str] = {}
+    for path in files:
+        with open(path, "rb") as f:
+            line = f.readline().decode("utf-8", "replace").strip()
+        headers.setdefault(tuple(line.split(",")), path)
+    if len(headers) < 2:
+        return None
+    (first, first_file), (second, second_file) = list(headers.items())[:2]
+    return (
+        f"{second_file} has the header {list(second)} but {first_file} has {list(first)}; ExampleGen reads these "
+        "files as one split and needs one header (same columns, same order) in all of them"
+    )
+
+
 def preflight(source: DataSource, settings: DataSettings) -> None:
     """Checks local files (format, encoding, header, every record, the training labels' class
     count) without TensorFlow; remote data is left to the in-pipeline gate."""
@@ -820,6 +849,10 @@ def preflight(source: DataSource, settings: DataSettings) -> None:
         else:
             complete = False
             problems.extend(_check_tfrecord(path))
+    if not problems and source.format == "csv":
+        header_problem = _csv_header_problem(_same_split_files(source))
+        if header_problem:
+            problems.append(header_problem)
     names = resolve_label_names(settings)
     if not problems and names is not None and label_files:
         problems.extend(_check_label_names(labels, names, settings))

@@ -124,6 +124,13 @@ CASES = {
         lambda d: _csv_bytes(d / "n.csv", b"id,text,label\n1,17,a\n2,4.5,b\n3,,a\n"),
         ["n.csv: the text column 'text' holds only numbers (e.g. '4.5')", "data.text_column"],
     ),
+    "files of one split with different headers": (
+        lambda d: (
+            write_csv(d / "h" / "a.csv", GOOD),
+            write_csv(d / "h" / "b.csv", [(l, t) for t, l in GOOD], header=("label", "text")),
+        )[0].parent,
+        ["b.csv has the header ['label', 'text'] but", "a.csv has ['text', 'label']", "one header"],
+    ),
     "bad eval file of a given split": (
         lambda d: (write_csv(d / "split" / "train.csv", GOOD), _csv_bytes(d / "split" / "test.csv", b""))[0].parent,
         ["test.csv is empty"],
