@@ -162,12 +162,27 @@ def test_label_shuffled_training_data_is_not_blessed(first_run, demo_dir, tmp_pa
     assert _tree_digest(repo) == before
 
 
+def _write_tfrecord(path, rows) -> None:
+    import tensorflow as tf
+
+    with tf.io.TFRecordWriter(str(path)) as w:
+        for text, label in rows:
+            feature = {
+                "text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[text.encode()])),
+                "label": tf.train.Feature(bytes_list=tf.train.BytesList(value=[label.encode()])),
+            }
+            w.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+
+
 def test_label_unseen_in_training_stops_before_transform(demo_dir, tmp_path):
+    # TFRecords: the preflight refuses this in a CSV (tests/unit/test_fail_fast.py); here the
+    # ExampleValidator gate, which also guards data no preflight reads, must stop it.
     data = tmp_path / "unseen"
-    write_csv(data / "train.csv", [(r["text"], r["label"]) for r in read_csv(demo_dir / "train.csv")])
+    data.mkdir()
+    _write_tfrecord(data / "train.tfrecord", [(r["text"], r["label"]) for r in read_csv(demo_dir / "train.csv")])
     test_rows = [(r["text"], r["label"]) for r in read_csv(demo_dir / "test.csv")]
     test_rows[:5] = [(t, "refunds") for t, _ in test_rows[:5]]
-    write_csv(data / "test.csv", test_rows)
+    _write_tfrecord(data / "test.tfrecord", test_rows)
     out = tmp_path / "out"
     proc = textops_cli("run", "--data", str(data), "--output", str(out))
     assert proc.returncode == 3, proc.stdout + proc.stderr
