@@ -227,6 +227,28 @@ def test_tfrecord_data_the_preflight_cannot_read_is_rejected_by_the_gate(tmp_pat
         assert any("body, label" in p for p in problems), problems
 
 
+def test_an_empty_label_the_preflight_cannot_see_is_rejected_by_the_gate(tmp_path):
+    # A label feature present with no value (what CsvExampleGen makes of an empty field): TFDV does
+    # not count it as missing; it reached the Trainer and crashed it ("label value of -1").
+    import tensorflow as tf
+
+    data = tmp_path / "records"
+    data.mkdir()
+    with tf.io.TFRecordWriter(str(data / "data.tfrecord")) as w:
+        for i in range(60):
+            label = [] if i == 7 else [b"ab"[i % 2 : i % 2 + 1]]
+            feature = {
+                "text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[f"text {i}".encode()])),
+                "label": tf.train.Feature(bytes_list=tf.train.BytesList(value=label)),
+            }
+            w.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    out = tmp_path / "out"
+    proc = textops_cli("run", "--data", str(data), "--output", str(out))
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    problems = summary(out)["problems"]
+    assert any("1 of" in p and "empty or missing label ('label')" in p for p in problems), problems
+
+
 @pytest.mark.parametrize(
     "content, fragment",
     [
