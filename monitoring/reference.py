@@ -262,7 +262,26 @@ def reference_from_csv(csv_path: os.PathLike, model_dir: Optional[os.PathLike]) 
             f"reference CSV {csv_path} needs columns text,label (missing {sorted(missing)}; found {list(frame.columns)})",
             ExitCode.USAGE,
         )
-    return build_reference(frame["text"].tolist(), frame["label"].tolist(), model_dir, source=f"csv {csv_path}")
+    labels = frame["label"].tolist()
+    blank = [i + 1 for i, label in enumerate(labels) if not label.strip()]
+    if blank:
+        raise MonitorError(
+            f"reference CSV {csv_path}: {len(blank)} row(s) with an empty label (row(s) "
+            f"{', '.join(map(str, blank[:5]))}{', ...' if len(blank) > 5 else ''} after the header); the reference's labels are what "
+            "the model's answers are compared with: fill them in or drop those rows",
+            ExitCode.USAGE,
+        )
+    ref = build_reference(frame["text"].tolist(), labels, model_dir, source=f"csv {csv_path}")
+    unknown = sorted(set(labels) - set(ref.classes))
+    if unknown:
+        raise MonitorError(
+            f"reference CSV {csv_path} has label(s) the model {model_dir} does not know "
+            f"({', '.join(repr(u) for u in unknown[:5])}{' and more' if len(unknown) > 5 else ''}; its classes: "
+            f"{', '.join(repr(c) for c in ref.classes[:10])}{' ...' if len(ref.classes) > 10 else ''}): is it the data "
+            "this model was trained for, and is --model the right model?",
+            ExitCode.USAGE,
+        )
+    return ref
 
 
 def load_reference(

@@ -114,6 +114,25 @@ def test_csv_reference_needs_a_model(held_out, tmp_path):
         load_reference(csv)
 
 
+def test_csv_reference_labels_must_be_filled_and_known_to_the_model(model_dir, held_out, tmp_path):
+    from textops.monitoring.reference import load_reference
+
+    frame = held_out.head(40).copy()
+    frame.loc[[3, 7], "label"] = ["", "  "]
+    frame.to_csv(tmp_path / "blank.csv", index=False)
+    with pytest.raises(MonitorError, match=r"2 row\(s\) with an empty label \(row\(s\) 4, 8 after the header\)") as err:
+        load_reference(tmp_path / "blank.csv", model_dir)
+    assert err.value.exit_code == ExitCode.USAGE
+    frame = held_out.head(40).copy()
+    frame["label"] = ["pos", "neg"] * 20  # another data set's labels: every class the model does not have
+    frame.to_csv(tmp_path / "other.csv", index=False)
+    with pytest.raises(MonitorError, match=r"label\(s\) the model .* does not know \('neg', 'pos'; its classes: ") as err:
+        load_reference(tmp_path / "other.csv", model_dir)
+    assert err.value.exit_code == ExitCode.USAGE
+    held_out.head(40).to_csv(tmp_path / "good.csv", index=False)
+    assert len(load_reference(tmp_path / "good.csv", model_dir).frame) == 40
+
+
 def test_service_alert_on_errors_and_latency(model_dir, reference_dir, held_out, tmp_path):
     from textops.prediction_log import PredictionRecord
 
