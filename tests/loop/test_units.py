@@ -246,6 +246,9 @@ def test_schedule_needs_a_cron_or_once_and_rejects_a_bad_cron(tmp_path):
     assert r.exit_code == 2 and "--cron" in r.output
     r = CliRunner().invoke(main, ["schedule", "--cron", "* * *", "--data", str(tmp_path), "--output", str(tmp_path / "o")])
     assert r.exit_code == 2 and "has 3 fields" in r.output
+    # A mistyped --data is an error, not a scheduler waiting forever for spans in a path that does not exist.
+    r = CliRunner().invoke(main, ["schedule", "--once", "--data", str(tmp_path / "typo"), "--output", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "does not exist" in r.output and not (tmp_path / "o").exists()
 
 
 # --- new spans from feedback ---------------------------------------------------------------------

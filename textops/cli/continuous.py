@@ -13,7 +13,10 @@ from textops.errors import ExitCode, TextOpsError
 
 
 @click.command()
-@click.option("--data", required=True, type=click.Path(path_type=Path, file_okay=False), help="Directory of span directories (span-1/, span-2/, ...).")
+@click.option(
+    "--data", required=True, type=click.Path(path_type=Path, exists=True, file_okay=False),
+    help="Directory of span directories (span-1/, span-2/, ...); it must exist (it may be empty until the first span).",
+)
 @click.option("--output", required=True, type=click.Path(path_type=Path, file_okay=False), help="Run directory (state, lock, decision log, runs).")
 @click.option("--cron", default=None, metavar="EXPR", help="5-field cron expression, local time, e.g. '*/15 * * * *'. Required without --once.")
 @click.option("--once", is_flag=True, help="One tick now, then exit (for an external cron or a Kubernetes CronJob).")
