@@ -99,8 +99,8 @@ class EmbeddingBag(keras.layers.Layer):
     ``weighting="idf"``: a weighted mean, each occurrence weighted by its id's inverse document
     frequency (a non-trainable vector saved with the model, ones until
     ``set_document_frequency``), like the tf-idf weighting of a linear text classifier.
-    Rows without ids (an empty text) embed to zeros. Built from three core ops (``gather``,
-    ``unsorted_segment_sum``, ``div_no_nan``), so any TensorFlow Serving build can run it.
+    Rows without ids (an empty text) embed to zeros. Built from core ops (``gather``,
+    ``segment_sum``, ``pad``, ``div_no_nan``), so any TensorFlow Serving build can run it.
 
     The weighted mean is computed directly rather than by ``tf.nn.safe_embedding_lookup_sparse``
     (the same numbers, up to the order of the sums): that function's pruning of invalid ids and
@@ -148,14 +148,14 @@ class EmbeddingBag(keras.layers.Layer):
         vectors = tf.cast(vectors, tf.float32)
         if self.weighting == "idf":
             weights = tf.cast(tf.gather(self.idf, ids.values), tf.float32)
-            total = tf.math.unsorted_segment_sum(vectors * weights[:, None], rows, batch)
+            total = _row_sums(vectors * weights[:, None], rows, batch)
         else:
             weights = tf.ones_like(ids.values, dtype=tf.float32)
-            total = tf.math.unsorted_segment_sum(vectors, rows, batch)
+            total = _row_sums(vectors, rows, batch)
         if self.combiner == "mean":
-            total = tf.math.divide_no_nan(total, tf.math.unsorted_segment_sum(weights, rows, batch)[:, None])
+            total = tf.math.divide_no_nan(total, _row_sums(weights, rows, batch)[:, None])
         elif self.combiner == "sqrtn":
-            norm = tf.sqrt(tf.math.unsorted_segment_sum(tf.square(weights), rows, batch))
+            norm = tf.sqrt(_row_sums(tf.square(weights), rows, batch))
             total = tf.math.divide_no_nan(total, norm[:, None])
         return tf.cast(total, dtype)
 
@@ -167,6 +167,18 @@ class EmbeddingBag(keras.layers.Layer):
             "combiner": self.combiner,
             "weighting": self.weighting,
         }
+
+
+def _row_sums(values: tf.Tensor, rows: tf.Tensor, batch: tf.Tensor) -> tf.Tensor:
+    """``values`` summed per row of the batch: ``rows`` are a SparseTensor's row indices, in its
+    canonical (row-major, sorted) order, so the sorted ``segment_sum`` applies, padded with zero rows
+    for empty rows at the end of the batch. Its gradient is one ``gather``; ``unsorted_segment_sum``'s
+    also masks negative ids with a select over every occurrence × embedding width (~1 ms of a 7 ms
+    train step at batch 256 on the 100k copy). TensorFlow's CPU kernel rejects unsorted ids."""
+    total = tf.math.segment_sum(values, rows)
+    missing = batch - tf.shape(total, out_type=tf.int64)[0]
+    padding = [[0, missing]] + [[0, 0]] * (len(values.shape) - 1)
+    return tf.pad(total, padding)
 
 
 EMBEDDINGS_LAYER = "ngram_embeddings"
