@@ -595,12 +595,12 @@ def _check_eval_classes(train: list[str], evaluation: list[str], eval_file: str,
     """Classes of the given eval split that no training example has: the model cannot predict them
     (ExampleValidator would find them only after ExampleGen and StatisticsGen)."""
     known = set(train)
-    unseen = sorted({label for label in evaluation if label not in known})
-    if not unseen:
+    strangers = [label for label in evaluation if label not in known]
+    if not strangers:
         return []
-    rows = sum(1 for label in evaluation if label not in known)
+    unseen = sorted(set(strangers))
     return [
-        f"{eval_file}: {rows:,} of {len(evaluation):,} rows have a class the training data lacks "
+        f"{eval_file}: {len(strangers):,} of {len(evaluation):,} rows have a class the training data lacks "
         f"({', '.join(repr(u) for u in unseen[:5])}{' and more' if len(unseen) > 5 else ''}) in "
         f"'{settings.label_column}'; the model cannot learn a class it never sees: add training examples of it, "
         "or drop those rows"
@@ -678,7 +678,7 @@ def _check_jsonl(path: str, settings: DataSettings) -> tuple[list[str], Optional
                 problems.append(problem)
             continue
         label = record[settings.label_column]
-        kind = "integer" if isinstance(label, int) else "string"
+        kind = _label_kind(label)
         count, first_line, first_value = kinds.get(kind, (0, number, label))
         kinds[kind] = (count + 1, first_line, first_value)
         rows += 1
@@ -699,14 +699,21 @@ def _check_jsonl(path: str, settings: DataSettings) -> tuple[list[str], Optional
     return problems, (None if problems else labels)
 
 
+def _label_kind(value: Any) -> str:
+    """How ExampleGen writes a JSON Lines or Parquet label: an int64 feature or a bytes one."""
+    return "integer" if isinstance(value, int) else "string"
+
+
+def _article(kind: str) -> str:
+    return f"an {kind}" if kind == "integer" else f"a {kind}"
+
+
 def _mixed_label_types(where: str, value: Any, other_where: str, other: Any, settings: DataSettings) -> str:
     """A label of another type than the column's: ExampleGen writes an integer label as an int64 feature
     and a string as bytes, and one column cannot be both (TFXIO fails decoding the other)."""
-    def kind(v: Any) -> str:
-        return "an integer" if isinstance(v, int) else "a string"
-
     return (
-        f"{where}: the label {value!r:.40} is {kind(value)}, but {other_where} ({other!r:.40}) is {kind(other)}; "
+        f"{where}: the label {value!r:.40} is {_article(_label_kind(value))}, but {other_where} ({other!r:.40}) is "
+        f"{_article(_label_kind(other))}; "
         f"'{settings.label_column}' needs one type in every record and file: write every label as a string, "
         "or every one as an integer"
     )
@@ -816,6 +823,10 @@ def _csv_header_problem(files: list[str]) -> Optional[str]:
     )
 
 
+# The formats whose every record the preflight reads: file -> (problems, labels or None).
+_RECORD_CHECKS = {"csv": _check_csv, "jsonl": _check_jsonl, "parquet": _check_parquet}
+
+
 def preflight(source: DataSource, settings: DataSettings) -> None:
     """Checks local files (format, encoding, header, every record, the training labels' class
     count) without TensorFlow; remote data is left to the in-pipeline gate."""
@@ -831,14 +842,14 @@ def preflight(source: DataSource, settings: DataSettings) -> None:
         if _is_remote(path):
             complete = complete and path not in training
             continue
-        if source.format in ("csv", "jsonl", "parquet"):
-            check = {"csv": _check_csv, "jsonl": _check_jsonl, "parquet": _check_parquet}[source.format]
+        check = _RECORD_CHECKS.get(source.format)
+        if check is not None:
             file_problems, file_labels = check(path, settings)
             problems.extend(file_problems)
             if file_labels:  # JSON Lines and Parquet labels keep their type (str or int): one for all files
                 if first_label is None:
                     first_label = (path, file_labels[0])
-                elif type(file_labels[0]) is not type(first_label[1]):
+                elif _label_kind(file_labels[0]) != _label_kind(first_label[1]):
                     problems.append(_mixed_label_types(path, file_labels[0], first_label[0], first_label[1], settings))
                 file_labels = [str(label) for label in file_labels]
             if path in training and file_labels is not None:
